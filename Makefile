@@ -1,0 +1,91 @@
+# triad — developer entry points. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+GO        ?= go
+BIN       := $(CURDIR)/.bin
+DIST      := $(CURDIR)/dist
+BUF       := $(BIN)/buf
+PROTOGEN  := $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+BINARIES  := triad triad-agent triad-cloud-local triad-cloud-aws
+GOTESTFLAGS ?=
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# --- tools (pinned in tools/*/go.mod, built into .bin) ----------------------
+
+$(BUF): tools/buf/go.mod tools/buf/go.sum
+	@echo ">> building buf (pinned in tools/buf/go.mod; a few minutes on a cold cache)"
+	cd tools/buf && $(GO) build -o $@ github.com/bufbuild/buf/cmd/buf
+
+$(BIN)/protoc-gen-go: tools/protogen/go.mod tools/protogen/go.sum
+	cd tools/protogen && $(GO) build -o $@ google.golang.org/protobuf/cmd/protoc-gen-go
+
+$(BIN)/protoc-gen-go-grpc: tools/protogen/go.mod tools/protogen/go.sum
+	cd tools/protogen && $(GO) build -o $@ google.golang.org/grpc/cmd/protoc-gen-go-grpc
+
+.PHONY: tools
+tools: $(BUF) $(PROTOGEN) ## Build the pinned developer tools into .bin.
+
+# --- code generation ---------------------------------------------------------
+
+.PHONY: generate
+generate: $(BUF) $(PROTOGEN) ## Regenerate the Go code of the protos (committed).
+	find proto -name '*.pb.go' -delete
+	$(BUF) generate
+
+.PHONY: check-generate
+check-generate: generate ## Fail if the committed generated code differs from `make generate`.
+	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
+		git status --porcelain -- proto; git diff --stat -- proto; \
+		echo "generated code is stale: run 'make generate' and commit"; exit 1; fi
+
+# --- build -------------------------------------------------------------------
+
+.PHONY: build
+build: ## Build the binaries into dist/.
+	@mkdir -p $(DIST)
+	@for b in $(BINARIES); do \
+		if [ -d cmd/$$b ]; then $(GO) build -o $(DIST)/$$b ./cmd/$$b; echo "built dist/$$b"; \
+		else echo "skipping $$b: cmd/$$b does not exist yet"; fi; done
+
+# --- checks ------------------------------------------------------------------
+
+.PHONY: lint
+lint: $(BUF) ## gofmt, go vet, go mod tidy check and buf lint.
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(BUF) lint
+
+.PHONY: breaking
+breaking: $(BUF) ## buf breaking against main (once main has protos).
+	@if git cat-file -e main:proto 2>/dev/null; then \
+		$(BUF) breaking --against '.git#branch=main'; \
+	else echo "main has no protos yet: nothing to compare against"; fi
+
+.PHONY: unit
+unit: ## Unit tests (race detector on).
+	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+
+.PHONY: e2e
+e2e: ## End-to-end tests: real binaries over real mTLS on loopback.
+	$(GO) test -tags e2e -count=1 -timeout 30m $(GOTESTFLAGS) ./e2e/...
+
+.PHONY: test
+test: lint check-generate breaking unit e2e ## Everything CI runs: lint, generated-code drift, unit and e2e tests.
+
+.PHONY: bench
+bench: ## Benchmarks, with ratios against baselines measured in the same run.
+	./hack/bench.sh
+
+.PHONY: demo
+demo: build ## Run the main job on the local cloud (today: the PKI and mTLS agent demo; see README).
+	./hack/demo.sh

@@ -1,0 +1,160 @@
+// Package server assembles triad-agent's gRPC server: mutual TLS, the
+// interceptor chain (logging, panic recovery, role-based authorization,
+// fencing) and the AgentService implementation. It owns no node state itself;
+// each capability lives in its own package (gate, fencing, ...).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	agentauth "github.com/triad-k8s/triad/agent/auth"
+	"github.com/triad-k8s/triad/agent/fencing"
+	"github.com/triad-k8s/triad/agent/gate"
+	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
+)
+
+// Version is the agent build version, set at link time.
+var Version = "dev"
+
+// Config configures an agent server.
+type Config struct {
+	// Cluster is the cluster this agent belongs to.
+	Cluster string
+	// NodeName is the Kubernetes node name of this control-plane node.
+	NodeName string
+	// StateDir holds the agent's own state (fencing epochs, gate).
+	StateDir string
+	// ManifestDir is the kubelet's static-pod manifest directory.
+	ManifestDir string
+	// ParkedDir is where triad parks stopped manifests.
+	ParkedDir string
+	// EtcdDataDir is the current etcd data directory.
+	EtcdDataDir string
+	// TLS is the agent's serving certificate and triad's CA.
+	TLS agentauth.TLSFiles
+	// Logger receives structured logs.
+	Logger *slog.Logger
+}
+
+// Server is a configured agent, ready to serve.
+type Server struct {
+	grpc *grpc.Server
+}
+
+// New validates cfg, opens the agent's persistent state and builds the gRPC
+// server. It does not listen.
+func New(cfg Config) (*Server, error) {
+	if err := agentauth.ValidateClusterName(cfg.Cluster); err != nil {
+		return nil, err
+	}
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("state directory is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tlsCfg, err := agentauth.ServerTLSConfig(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkServesCluster(tlsCfg, cfg.Cluster); err != nil {
+		return nil, err
+	}
+	fence, err := fencing.Open(cfg.StateDir, cfg.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	g, err := gate.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	unary, stream := interceptors(cfg.Logger, fence)
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	)
+	agentv1.RegisterAgentServiceServer(gs, &service{cfg: cfg, fence: fence, gate: g})
+	return &Server{grpc: gs}, nil
+}
+
+// checkServesCluster refuses to start with a serving certificate that
+// coordinators of the cluster would reject, so the mistake shows at start and
+// not as a handshake error on the coordinator side.
+func checkServesCluster(cfg *tls.Config, cluster string) error {
+	leaf := cfg.Certificates[0].Leaf
+	if leaf == nil {
+		return fmt.Errorf("serving certificate could not be parsed")
+	}
+	role, err := agentauth.RoleFromCertificate(leaf)
+	if err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	if role != agentauth.RoleAgent {
+		return fmt.Errorf("serving certificate has role %q; issue one with 'triad pki issue agent --cluster %s'", role, cluster)
+	}
+	if err := leaf.VerifyHostname(agentauth.AgentServerName(cluster)); err != nil {
+		return fmt.Errorf("serving certificate is not for cluster %q: %w", cluster, err)
+	}
+	return nil
+}
+
+// Serve serves on l until Stop or GracefulStop.
+func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
+
+// GracefulStop stops accepting calls and waits for running ones to finish.
+func (s *Server) GracefulStop() { s.grpc.GracefulStop() }
+
+// Stop closes every connection at once.
+func (s *Server) Stop() { s.grpc.Stop() }
+
+// service implements AgentService. RPCs not listed here answer Unimplemented
+// until their capability lands (see README, "Status").
+type service struct {
+	agentv1.UnimplementedAgentServiceServer
+	cfg   Config
+	fence *fencing.Store
+	gate  *gate.Gate
+}
+
+func (s *service) GetInfo(ctx context.Context, _ *agentv1.GetInfoRequest) (*agentv1.GetInfoResponse, error) {
+	return &agentv1.GetInfoResponse{
+		Cluster:      s.cfg.Cluster,
+		NodeName:     s.cfg.NodeName,
+		AgentVersion: Version,
+		ManifestDir:  s.cfg.ManifestDir,
+		ParkedDir:    s.cfg.ParkedDir,
+		EtcdDataDir:  s.cfg.EtcdDataDir,
+		HighestEpoch: s.fence.Highest(),
+	}, nil
+}
+
+func (s *service) GetGate(ctx context.Context, _ *agentv1.GetGateRequest) (*agentv1.GetGateResponse, error) {
+	st := s.gate.State()
+	// Serving stays false until the agent probes the local kube-apiserver's
+	// /readyz (the gate's HTTPS endpoint is not built yet; see README).
+	resp := &agentv1.GetGateResponse{Open: st.Open}
+	if !st.ChangedAt.IsZero() {
+		resp.ChangedAt = timestamppb.New(st.ChangedAt)
+	}
+	return resp, nil
+}
+
+func (s *service) SetGate(ctx context.Context, req *agentv1.SetGateRequest) (*agentv1.SetGateResponse, error) {
+	changed, err := s.gate.Set(req.GetOpen())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "setting gate: %v", err)
+	}
+	s.cfg.Logger.InfoContext(ctx, "gate set", "cluster", s.cfg.Cluster, "op", req.GetHeader().GetOperationId(), "open", req.GetOpen(), "changed", changed)
+	return &agentv1.SetGateResponse{Open: req.GetOpen(), Changed: changed}, nil
+}
