@@ -126,3 +126,5 @@ func (s *fencedStream) RecvMsg(m any) error {
 	}
 	return admit(s.fence, h)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

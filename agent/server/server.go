@@ -61,7 +61,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("state directory is required")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = discardLogger()
 	}
 	tlsCfg, err := agentauth.ServerTLSConfig(cfg.TLS)
 	if err != nil {

@@ -1,0 +1,147 @@
+// Package cli is the triad-agent command line: flags, logging set-up, signal
+// handling. The agent's behaviour lives in agent/server and the capability
+// packages.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/triad-k8s/triad/agent/auth"
+	"github.com/triad-k8s/triad/agent/server"
+)
+
+// DefaultListenAddress is where the agent serves gRPC unless told otherwise.
+const DefaultListenAddress = ":9443"
+
+// NewRootCommand builds the triad-agent command.
+func NewRootCommand() *cobra.Command {
+	cfg := server.Config{}
+	var listen, logFormat, logLevel string
+	var shutdownGrace time.Duration
+	cmd := &cobra.Command{
+		Use:   "triad-agent --cluster NAME",
+		Short: "triad's node agent: the only part of triad that touches a control-plane node",
+		Long: `triad-agent runs on every control-plane VM, started before the kubelet. It
+serves gRPC over mutual TLS (TLS 1.3, no plaintext mode) to the triad
+coordinator: stop and start static pods, take, stream and restore etcd
+snapshots, manage etcd membership and node certificates, gate the
+kube-apiserver behind the load balancers, and report health.
+
+Callers are authorized per RPC by the role in their client certificate,
+issued by 'triad pki': a coordinator may call everything, an observer may only
+read health and status. Every mutating call carries a fencing epoch; the
+agent persists the highest epoch per cluster in --state-dir and refuses lower
+ones, so two coordinators can never interleave.
+
+The serving certificate must be the cluster's agent certificate
+('triad pki issue agent --name <cluster>'); the agent refuses to start with
+any other.`,
+		Example: `  triad-agent --cluster prod-eu1 \
+    --tls-cert /etc/triad/pki/agent.crt --tls-key /etc/triad/pki/agent.key \
+    --tls-ca /etc/triad/pki/ca.crt`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       server.Version,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			if cfg.NodeName == "" {
+				if cfg.NodeName, err = os.Hostname(); err != nil {
+					return fmt.Errorf("--node-name not given and hostname unknown: %w", err)
+				}
+			}
+			return run(cmd.Context(), cfg, listen, shutdownGrace)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Cluster, "cluster", "", "name of the cluster this node belongs to (required)")
+	f.StringVar(&cfg.NodeName, "node-name", "", "Kubernetes node name of this node (default: hostname)")
+	f.StringVar(&listen, "listen", DefaultListenAddress, "address to serve gRPC on")
+	f.StringVar(&cfg.StateDir, "state-dir", "/var/lib/triad-agent", "the agent's own state: fencing epochs, gate, journals")
+	f.StringVar(&cfg.ManifestDir, "manifest-dir", "/etc/kubernetes/manifests", "the kubelet's static-pod manifest directory")
+	f.StringVar(&cfg.ParkedDir, "parked-dir", "/var/lib/triad-agent/parked-manifests", "where stopped static-pod manifests are parked")
+	f.StringVar(&cfg.EtcdDataDir, "etcd-data-dir", "/var/lib/etcd", "etcd data directory")
+	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "/etc/triad/pki/agent.crt", "agent serving certificate")
+	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "/etc/triad/pki/agent.key", "agent serving key")
+	f.StringVar(&cfg.TLS.CAFile, "tls-ca", "/etc/triad/pki/ca.crt", "triad CA that signs coordinator and observer certificates")
+	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.DurationVar(&shutdownGrace, "shutdown-grace", 30*time.Second, "how long running calls may finish after SIGTERM")
+	return cmd
+}
+
+// Execute runs the agent and returns the process exit code.
+func Execute() int {
+	if err := NewRootCommand().Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "triad-agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, cfg server.Config, listen string, grace time.Duration) error {
+	if err := auth.ValidateClusterName(cfg.Cluster); err != nil {
+		return fmt.Errorf("--cluster: %w", err)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", listen, err)
+	}
+	cfg.Logger.Info("triad-agent serving", "cluster", cfg.Cluster, "node", cfg.NodeName, "addr", l.Addr().String(), "version", server.Version)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	cfg.Logger.Info("shutting down", "grace", grace.String())
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		srv.Stop()
+	}
+	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+}
