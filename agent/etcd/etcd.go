@@ -160,13 +160,15 @@ func AddLearner(ctx context.Context, cli *clientv3.Client, peerURLs []string) (M
 		return Member{}, nil, err
 	}
 	for _, m := range members {
-		if m.IsLearner {
-			return Member{}, nil, fmt.Errorf("%w: learner %x (%s) already exists; promote or remove it first", ErrQuorumAtRisk, m.ID, m.Name)
-		}
 		for _, u := range m.PeerURLs {
 			if slices.Contains(peerURLs, u) {
 				return m, members, nil // retried add: the member is already there
 			}
+		}
+	}
+	for _, m := range members {
+		if m.IsLearner {
+			return Member{}, nil, fmt.Errorf("%w: learner %x (%s) already exists; promote or remove it first", ErrQuorumAtRisk, m.ID, m.Name)
 		}
 	}
 	resp, err := cli.MemberAddAsLearner(ctx, peerURLs)
