@@ -23,6 +23,12 @@ import (
 // to reach quorum if one more member failed to come up.
 var ErrQuorumAtRisk = errors.New("membership change would risk quorum")
 
+// ErrUnreachable means the local member did not answer.
+var ErrUnreachable = errors.New("etcd unreachable")
+
+// ErrMemberNotFound means no member has the given id.
+var ErrMemberNotFound = errors.New("etcd member not found")
+
 // Config says how to reach the local member.
 type Config struct {
 	// Endpoint is the local member's client URL, e.g. https://127.0.0.1:2379.
@@ -71,7 +77,7 @@ func (c Config) Dial(ctx context.Context, endpoints ...string) (*clientv3.Client
 		DialOptions: []grpc.DialOption{grpc.WithBlock()}, //nolint:staticcheck // fail fast when the member is down
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to etcd at %v: %w", endpoints, err)
+		return nil, fmt.Errorf("%w: connecting to %v: %w", ErrUnreachable, endpoints, err)
 	}
 	return cli, nil
 }
@@ -188,7 +194,7 @@ func Promote(ctx context.Context, cli *clientv3.Client, id uint64) ([]Member, er
 	}
 	m, ok := find(members, id)
 	if !ok {
-		return nil, fmt.Errorf("member %x not found", id)
+		return nil, fmt.Errorf("%w: %x", ErrMemberNotFound, id)
 	}
 	if !m.IsLearner {
 		return members, nil // already a voter: a retried promote
@@ -243,7 +249,7 @@ func MoveLeader(ctx context.Context, cfg Config, cli *clientv3.Client, target ui
 	}
 	t, ok := find(st.Members, target)
 	if !ok || t.IsLearner {
-		return 0, fmt.Errorf("member %x is not a voting member", target)
+		return 0, fmt.Errorf("%w: %x is not a voting member", ErrMemberNotFound, target)
 	}
 	leader, ok := find(st.Members, st.LeaderID)
 	if !ok || len(leader.ClientURLs) == 0 {

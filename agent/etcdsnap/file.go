@@ -20,10 +20,13 @@ var snapshotIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 // ValidateID checks a snapshot id: it names a file, so it must not be a path.
 func ValidateID(id string) error {
 	if !snapshotIDPattern.MatchString(id) || id == "." || id == ".." {
-		return fmt.Errorf("snapshot id %q must be 1 to 128 characters of [A-Za-z0-9._-]", id)
+		return fmt.Errorf("%w: snapshot id %q must be 1 to 128 characters of [A-Za-z0-9._-]", ErrInvalidArgument, id)
 	}
 	return nil
 }
+
+// ErrNotFound means the named snapshot is not on the node.
+var ErrNotFound = errors.New("snapshot not found")
 
 // Store is the directory where a node keeps the snapshots it received.
 // Files are 0600: a snapshot holds every Secret of the cluster.
@@ -97,6 +100,9 @@ func (s Store) Receive(id string, next func() ([]byte, *Trailer, error)) (Traile
 // hash, and the bbolt structure. It returns the snapshot's status.
 func VerifyFile(path, wantSHA256 string) (snapshot.Status, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return snapshot.Status{}, fmt.Errorf("%w: %s", ErrNotFound, path)
+	}
 	if err != nil {
 		return snapshot.Status{}, fmt.Errorf("opening snapshot: %w", err)
 	}

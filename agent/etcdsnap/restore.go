@@ -14,6 +14,9 @@ import (
 	"go.uber.org/zap"
 )
 
+// ErrInvalidArgument marks a request that is malformed; nothing was done.
+var ErrInvalidArgument = errors.New("invalid argument")
+
 // Membership is the membership a restored member starts with.
 type Membership struct {
 	// Name of the local member.
@@ -31,6 +34,13 @@ var memberNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // Validate checks that the membership is complete and names the local
 // member consistently.
 func (m Membership) Validate() error {
+	if err := m.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	return nil
+}
+
+func (m Membership) validate() error {
 	if !memberNamePattern.MatchString(m.Name) {
 		return fmt.Errorf("member name %q must be 1 to 63 characters of [A-Za-z0-9._-]", m.Name)
 	}
@@ -127,7 +137,7 @@ type RestoreResult struct {
 // holds DataDir.
 func Restore(req RestoreRequest) (RestoreResult, error) {
 	if !filepath.IsAbs(req.DataDir) {
-		return RestoreResult{}, fmt.Errorf("data directory %q must be absolute", req.DataDir)
+		return RestoreResult{}, fmt.Errorf("%w: data directory %q must be absolute", ErrInvalidArgument, req.DataDir)
 	}
 	if err := ValidateID(req.OperationID); err != nil {
 		return RestoreResult{}, fmt.Errorf("operation id: %w", err)
@@ -136,7 +146,7 @@ func Restore(req RestoreRequest) (RestoreResult, error) {
 		return RestoreResult{}, err
 	}
 	if req.MarkCompacted != (req.BumpRevision > 0) {
-		return RestoreResult{}, fmt.Errorf("bump-revision and mark-compacted go together (got bump %d, mark-compacted %v)", req.BumpRevision, req.MarkCompacted)
+		return RestoreResult{}, fmt.Errorf("%w: bump-revision and mark-compacted go together (got bump %d, mark-compacted %v)", ErrInvalidArgument, req.BumpRevision, req.MarkCompacted)
 	}
 	st, err := VerifyFile(req.SnapshotPath, req.SHA256)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/fencing"
 	"github.com/triad-k8s/triad/agent/gate"
+	"github.com/triad-k8s/triad/agent/opjournal"
 	"github.com/triad-k8s/triad/coordinator/agentclient"
 	"github.com/triad-k8s/triad/coordinator/pki"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
@@ -56,7 +57,12 @@ func BenchmarkSetGate(b *testing.B) {
 			}
 			opts := []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}
 			if withChain {
-				unary, stream := interceptors(discardLogger(), fence)
+				journal, err := opjournal.Open(stateDir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer journal.Close()
+				unary, stream := interceptors(discardLogger(), fence, journal)
 				opts = append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 			}
 			gs := grpc.NewServer(opts...)

@@ -12,9 +12,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/fencing"
+	"github.com/triad-k8s/triad/agent/opjournal"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -22,7 +24,7 @@ import (
 // logging sees every call with its final code, recovery turns a panic
 // anywhere below into Internal, auth checks the caller's role, fencing checks
 // the request header of every RPC that carries one.
-func interceptors(logger *slog.Logger, fence *fencing.Store) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func interceptors(logger *slog.Logger, fence *fencing.Store, journal *opjournal.Journal) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	// Only the end of each call is logged, never payloads: snapshots hold
 	// every Secret of the cluster.
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
@@ -35,6 +37,7 @@ func interceptors(logger *slog.Logger, fence *fencing.Store) ([]grpc.UnaryServer
 		recovery.UnaryServerInterceptor(recoverOpts...),
 		auth.UnaryServerInterceptor(agentauth.Authenticate),
 		fencingUnary(fence),
+		actOnceUnary(journal),
 	}
 	stream := []grpc.StreamServerInterceptor{
 		logging.StreamServerInterceptor(slogAdapter(logger), logOpts...),
@@ -125,6 +128,46 @@ func (s *fencedStream) RecvMsg(m any) error {
 		return nil
 	}
 	return admit(s.fence, h)
+}
+
+// actOnceMethods are the RPCs whose repetition is not harmless, so a retry
+// with the same operation id and request must return the first result
+// rather than act again. The other mutating RPCs are idempotent by nature
+// (set the gate, stop a pod, promote a member) and may be repeated on
+// purpose within one operation.
+var actOnceMethods = map[string]bool{
+	agentv1.AgentService_RestoreSnapshot_FullMethodName:       true,
+	agentv1.AgentService_AddEtcdMember_FullMethodName:         true,
+	agentv1.AgentService_IssueNodeCertificates_FullMethodName: true,
+	agentv1.AgentService_ReconfigureManifests_FullMethodName:  true,
+}
+
+func actOnceUnary(journal *opjournal.Journal) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		h, ok := headerOf(req)
+		msg, isProto := req.(proto.Message)
+		if !actOnceMethods[info.FullMethod] || !ok || !isProto {
+			return handler(ctx, req)
+		}
+		key, err := opjournal.Key(h.GetOperationId(), info.FullMethod, msg)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "computing journal key: %v", err)
+		}
+		if first, found, err := journal.Lookup(key); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "reading operation journal: %v", err)
+		} else if found {
+			return first, nil
+		}
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if err := journal.Record(key, resp.(proto.Message)); err != nil {
+			// The action happened but a retry would repeat it: say so.
+			return nil, status.Errorf(codes.Internal, "%s succeeded but its result could not be journaled: %v", info.FullMethod, err)
+		}
+		return resp, nil
+	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

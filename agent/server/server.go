@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,8 +19,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauth "github.com/triad-k8s/triad/agent/auth"
+	"github.com/triad-k8s/triad/agent/etcd"
 	"github.com/triad-k8s/triad/agent/fencing"
 	"github.com/triad-k8s/triad/agent/gate"
+	"github.com/triad-k8s/triad/agent/opjournal"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -38,8 +41,13 @@ type Config struct {
 	ManifestDir string
 	// ParkedDir is where triad parks stopped manifests.
 	ParkedDir string
-	// EtcdDataDir is the current etcd data directory.
+	// EtcdDataDir is etcd's data directory, as named in its manifest.
 	EtcdDataDir string
+	// Etcd says how to reach the local etcd member.
+	Etcd etcd.Config
+	// SnapshotDir holds received snapshots and the spool of outgoing ones;
+	// defaults to StateDir/snapshots.
+	SnapshotDir string
 	// TLS is the agent's serving certificate and triad's CA.
 	TLS agentauth.TLSFiles
 	// Logger receives structured logs.
@@ -48,7 +56,8 @@ type Config struct {
 
 // Server is a configured agent, ready to serve.
 type Server struct {
-	grpc *grpc.Server
+	grpc    *grpc.Server
+	journal *opjournal.Journal
 }
 
 // New validates cfg, opens the agent's persistent state and builds the gRPC
@@ -59,6 +68,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.StateDir == "" {
 		return nil, fmt.Errorf("state directory is required")
+	}
+	if cfg.SnapshotDir == "" {
+		cfg.SnapshotDir = filepath.Join(cfg.StateDir, "snapshots")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = discardLogger()
@@ -78,14 +90,18 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	unary, stream := interceptors(cfg.Logger, fence)
+	journal, err := opjournal.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	unary, stream := interceptors(cfg.Logger, fence, journal)
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	)
 	agentv1.RegisterAgentServiceServer(gs, &service{cfg: cfg, fence: fence, gate: g})
-	return &Server{grpc: gs}, nil
+	return &Server{grpc: gs, journal: journal}, nil
 }
 
 // checkServesCluster refuses to start with a serving certificate that
@@ -112,11 +128,18 @@ func checkServesCluster(cfg *tls.Config, cluster string) error {
 // Serve serves on l until Stop or GracefulStop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
 
-// GracefulStop stops accepting calls and waits for running ones to finish.
-func (s *Server) GracefulStop() { s.grpc.GracefulStop() }
+// GracefulStop stops accepting calls, waits for running ones to finish and
+// closes the agent's state files.
+func (s *Server) GracefulStop() {
+	s.grpc.GracefulStop()
+	s.journal.Close()
+}
 
-// Stop closes every connection at once.
-func (s *Server) Stop() { s.grpc.Stop() }
+// Stop closes every connection at once and the agent's state files.
+func (s *Server) Stop() {
+	s.grpc.Stop()
+	s.journal.Close()
+}
 
 // service implements AgentService. RPCs not listed here answer Unimplemented
 // until their capability lands (see README, "Status").

@@ -53,7 +53,15 @@ func newTestPKI(t *testing.T) testPKI {
 // startAgent serves a real agent on a loopback port and returns its address.
 func startAgent(t *testing.T, p testPKI, stateDir string) string {
 	t.Helper()
-	srv, err := server.New(server.Config{Cluster: cluster, NodeName: "cp-0", StateDir: stateDir, TLS: p.agent})
+	addr, _ := startAgentWith(t, server.Config{Cluster: cluster, NodeName: "cp-0", StateDir: stateDir, TLS: p.agent})
+	return addr
+}
+
+// startAgentWith serves a real agent with cfg and returns its address and
+// server.
+func startAgentWith(t *testing.T, cfg server.Config) (string, *server.Server) {
+	t.Helper()
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +71,7 @@ func startAgent(t *testing.T, p testPKI, stateDir string) string {
 	}
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
-	return l.Addr().String()
+	return l.Addr().String(), srv
 }
 
 func dial(t *testing.T, addr string, files agentauth.TLSFiles) *agentclient.Client {
@@ -156,7 +164,8 @@ func TestObserverStreamingMutationIsDenied(t *testing.T) {
 func TestFencingRefusesStaleEpochAcrossRestarts(t *testing.T) {
 	p := newTestPKI(t)
 	state := t.TempDir()
-	c := dial(t, startAgent(t, p, state), p.coordinator)
+	addr, first := startAgentWith(t, server.Config{Cluster: cluster, NodeName: "cp-0", StateDir: state, TLS: p.agent})
+	c := dial(t, addr, p.coordinator)
 
 	if _, err := c.SetGate(ctx(t), &agentv1.SetGateRequest{Header: header(7), Open: true}); err != nil {
 		t.Fatalf("epoch 7: %v", err)
@@ -170,6 +179,7 @@ func TestFencingRefusesStaleEpochAcrossRestarts(t *testing.T) {
 	}
 
 	// A new agent process on the same state directory remembers epoch 7.
+	first.Stop()
 	c2 := dial(t, startAgent(t, p, state), p.coordinator)
 	_, err = c2.SetGate(ctx(t), &agentv1.SetGateRequest{Header: header(6), Open: false})
 	if status.Code(err) != codes.FailedPrecondition {
