@@ -4,7 +4,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/server"
+	"github.com/triad-k8s/triad/agent/staticpods"
 )
 
 // DefaultListenAddress is where the agent serves gRPC unless told otherwise.
@@ -26,7 +29,7 @@ const DefaultListenAddress = ":9443"
 // NewRootCommand builds the triad-agent command.
 func NewRootCommand() *cobra.Command {
 	cfg := server.Config{}
-	var listen, logFormat, logLevel string
+	var listen, logFormat, logLevel, bootData string
 	var shutdownGrace time.Duration
 	cmd := &cobra.Command{
 		Use:   "triad-agent --cluster NAME",
@@ -59,6 +62,13 @@ any other.`,
 				return err
 			}
 			cfg.Logger = logger
+			if bootData != "" {
+				held, err := readBootData(bootData)
+				if err != nil {
+					return err
+				}
+				cfg.Hold = append(cfg.Hold, held...)
+			}
 			if cfg.NodeName == "" {
 				if cfg.NodeName, err = os.Hostname(); err != nil {
 					return fmt.Errorf("--node-name not given and hostname unknown: %w", err)
@@ -80,6 +90,10 @@ any other.`,
 	f.StringVar(&cfg.Etcd.CertFile, "etcd-cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt", "etcd client certificate (kubeadm layout)")
 	f.StringVar(&cfg.Etcd.KeyFile, "etcd-key", "/etc/kubernetes/pki/etcd/healthcheck-client.key", "etcd client key (kubeadm layout)")
 	f.StringVar(&cfg.SnapshotDir, "snapshot-dir", "", "where received snapshots are kept, 0600 (default <state-dir>/snapshots)")
+	f.StringVar(&cfg.CRIEndpoint, "cri-endpoint", staticpods.DefaultCRIEndpoint, "the container runtime's CRI socket")
+	f.StringVar(&cfg.ProbeHost, "probe-host", "", "replace loopback hosts in health probe URLs with this address (local cloud)")
+	f.StringSliceVar(&cfg.Hold, "hold", nil, "static pods to park at start, before the kubelet runs them (e.g. etcd,kube-apiserver)")
+	f.StringVar(&bootData, "boot-data", "", "JSON boot data from the cloud, e.g. {\"holdStaticPods\":[\"etcd\"]}; adds to --hold")
 	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "/etc/triad/pki/agent.crt", "agent serving certificate")
 	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "/etc/triad/pki/agent.key", "agent serving key")
 	f.StringVar(&cfg.TLS.CAFile, "tls-ca", "/etc/triad/pki/ca.crt", "triad CA that signs coordinator and observer certificates")
@@ -133,6 +147,31 @@ func run(ctx context.Context, cfg server.Config, listen string, grace time.Durat
 		return err
 	}
 	return nil
+}
+
+// BootData is what the coordinator passes to a new VM's agent through the
+// cloud's user data.
+type BootData struct {
+	// HoldStaticPods are parked at start so they do not run until the
+	// coordinator starts them.
+	HoldStaticPods []string `json:"holdStaticPods"`
+}
+
+func readBootData(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // a VM booted without boot data holds nothing
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading boot data: %w", err)
+	}
+	var bd BootData
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&bd); err != nil {
+		return nil, fmt.Errorf("boot data %s: %w", path, err)
+	}
+	return bd.HoldStaticPods, nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

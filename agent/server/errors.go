@@ -9,6 +9,7 @@ import (
 
 	"github.com/triad-k8s/triad/agent/etcd"
 	"github.com/triad-k8s/triad/agent/etcdsnap"
+	"github.com/triad-k8s/triad/agent/staticpods"
 )
 
 // toStatus maps the capability packages' sentinel errors to gRPC codes, so
@@ -27,9 +28,11 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
-	case errors.Is(err, etcdsnap.ErrInvalidArgument):
+	case errors.Is(err, staticpods.ErrTimeout):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, etcdsnap.ErrInvalidArgument), errors.Is(err, staticpods.ErrInvalidName):
 		code = codes.InvalidArgument
-	case errors.Is(err, etcdsnap.ErrNotFound), errors.Is(err, etcd.ErrMemberNotFound):
+	case errors.Is(err, etcdsnap.ErrNotFound), errors.Is(err, etcd.ErrMemberNotFound), errors.Is(err, staticpods.ErrUnknownPod):
 		code = codes.NotFound
 	case errors.Is(err, etcdsnap.ErrCorrupt):
 		code = codes.DataLoss

@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/triad-k8s/triad/agent/fencing"
 	"github.com/triad-k8s/triad/agent/gate"
 	"github.com/triad-k8s/triad/agent/opjournal"
+	"github.com/triad-k8s/triad/agent/staticpods"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -48,6 +50,16 @@ type Config struct {
 	// SnapshotDir holds received snapshots and the spool of outgoing ones;
 	// defaults to StateDir/snapshots.
 	SnapshotDir string
+	// CRIEndpoint is the container runtime's CRI socket.
+	CRIEndpoint string
+	// ProbeHost, if set, replaces loopback hosts in the components' health
+	// probe URLs (the local cloud's VM address stands in for localhost).
+	ProbeHost string
+	// Hold names static pods to park when the agent starts, before the
+	// kubelet does (from the VM's boot data or a flag).
+	Hold []string
+	// Runtime overrides the CRI runtime (tests).
+	Runtime staticpods.Runtime
 	// TLS is the agent's serving certificate and triad's CA.
 	TLS agentauth.TLSFiles
 	// Logger receives structured logs.
@@ -100,8 +112,34 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	)
-	agentv1.RegisterAgentServiceServer(gs, &service{cfg: cfg, fence: fence, gate: g})
+	rt := cfg.Runtime
+	if rt == nil {
+		rt = &staticpods.LazyCRIRuntime{Endpoint: cfg.CRIEndpoint, NodeName: cfg.NodeName}
+	}
+	pods := &staticpods.Manager{ManifestDir: cfg.ManifestDir, ParkedDir: cfg.ParkedDir, Runtime: rt, Prober: staticpods.NewHTTPProber(cfg.ProbeHost)}
+	if err := holdAtStart(pods, cfg); err != nil {
+		journal.Close()
+		return nil, err
+	}
+	agentv1.RegisterAgentServiceServer(gs, &service{cfg: cfg, fence: fence, gate: g, pods: pods})
 	return &Server{grpc: gs, journal: journal}, nil
+}
+
+// holdAtStart parks the pods the VM was booted to hold. A name without a
+// manifest is logged, not fatal: the agent must come up to be repaired.
+func holdAtStart(pods *staticpods.Manager, cfg Config) error {
+	for _, name := range cfg.Hold {
+		err := pods.Park([]string{name})
+		switch {
+		case err == nil:
+			cfg.Logger.Info("holding static pod", "cluster", cfg.Cluster, "pod", name)
+		case errors.Is(err, staticpods.ErrUnknownPod):
+			cfg.Logger.Warn("asked to hold a static pod that has no manifest", "cluster", cfg.Cluster, "pod", name)
+		default:
+			return fmt.Errorf("holding static pod %q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // checkServesCluster refuses to start with a serving certificate that
@@ -148,6 +186,7 @@ type service struct {
 	cfg   Config
 	fence *fencing.Store
 	gate  *gate.Gate
+	pods  *staticpods.Manager
 }
 
 func (s *service) GetInfo(ctx context.Context, _ *agentv1.GetInfoRequest) (*agentv1.GetInfoResponse, error) {
