@@ -98,4 +98,3 @@ func (j *Journal) Record(key string, resp proto.Message) error {
 		return tx.Bucket(bucket).Put([]byte(key), raw)
 	})
 }
-
