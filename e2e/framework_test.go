@@ -81,21 +81,20 @@ type agentProcess struct {
 // accepts TCP connections.
 func startAgent(t *testing.T, args ...string) *agentProcess {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr, gateAddr := freeAddr(t), freeAddr(t)
 	logs := &bytes.Buffer{}
-	cmd := exec.Command(filepath.Join(binDir, "triad-agent"), append([]string{"--listen", addr}, args...)...)
+	cmd := exec.Command(filepath.Join(binDir, "triad-agent"), append([]string{"--listen", addr, "--gate-listen", gateAddr}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	cmd.Stdout, cmd.Stderr = logs, logs
+	// These agents run without a kube-apiserver on their node.
+	cmd.Args = append(cmd.Args, "--apiserver-url", "")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when the process is gone; waitErr is then set.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	p := &agentProcess{addr: addr, cmd: cmd, logs: logs}
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
@@ -112,8 +111,8 @@ func startAgent(t *testing.T, args ...string) *agentProcess {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			t.Fatalf("triad-agent exited: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("triad-agent exited: %v\n%s", waitErr, logs.String())
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -135,4 +134,15 @@ func runAgentToExit(t *testing.T, args ...string) (string, error) {
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -83,7 +83,7 @@ func TestAgentRefusesAnotherClustersCertificate(t *testing.T) {
 	pkiDir := filepath.Join(t.TempDir(), "pki")
 	mustTriad(t, "pki", "init", "--pki-dir", pkiDir)
 	mustTriad(t, "pki", "issue", "agent", "--name", "staging", "--pki-dir", pkiDir)
-	out, err := runAgentToExit(t, "--cluster", "prod-eu1", "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+	out, err := runAgentToExit(t, "--cluster", "prod-eu1", "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--gate-listen", "",
 		"--tls-cert", filepath.Join(pkiDir, "agents/staging.crt"),
 		"--tls-key", filepath.Join(pkiDir, "agents/staging.key"),
 		"--tls-ca", filepath.Join(pkiDir, "ca.crt"))

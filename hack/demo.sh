@@ -24,7 +24,8 @@ triad pki issue coordinator --name default
 triad pki issue observer --name dashboards
 
 step "2. start triad-agent for cluster 'demo' on 127.0.0.1:19443 (mTLS only)"
-"$dist/triad-agent" --cluster demo --node-name demo-cp-0 --listen 127.0.0.1:19443 \
+"$dist/triad-agent" --cluster demo --node-name demo-cp-0 --listen 127.0.0.1:19443 --gate-listen 127.0.0.1:19444 \
+  --apiserver-url "" \
   --state-dir "$work/agent-state" --log-format text \
   --tls-cert "$work/pki/agents/demo.crt" --tls-key "$work/pki/agents/demo.key" --tls-ca "$work/pki/ca.crt" \
   2> "$work/agent.log" &

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,13 +24,16 @@ import (
 	"github.com/triad-k8s/triad/agent/staticpods"
 )
 
-// DefaultListenAddress is where the agent serves gRPC unless told otherwise.
-const DefaultListenAddress = ":9443"
+// Default listen addresses.
+const (
+	DefaultListenAddress     = ":9443" // gRPC, mutual TLS
+	DefaultGateListenAddress = ":9444" // HTTPS health check for load balancers
+)
 
 // NewRootCommand builds the triad-agent command.
 func NewRootCommand() *cobra.Command {
 	cfg := server.Config{}
-	var listen, logFormat, logLevel, bootData string
+	var listen, gateListen, logFormat, logLevel, bootData string
 	var shutdownGrace time.Duration
 	cmd := &cobra.Command{
 		Use:   "triad-agent --cluster NAME",
@@ -74,13 +78,16 @@ any other.`,
 					return fmt.Errorf("--node-name not given and hostname unknown: %w", err)
 				}
 			}
-			return run(cmd.Context(), cfg, listen, shutdownGrace)
+			return run(cmd.Context(), cfg, listen, gateListen, shutdownGrace)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Cluster, "cluster", "", "name of the cluster this node belongs to (required)")
 	f.StringVar(&cfg.NodeName, "node-name", "", "Kubernetes node name of this node (default: hostname)")
 	f.StringVar(&listen, "listen", DefaultListenAddress, "address to serve gRPC on")
+	f.StringVar(&gateListen, "gate-listen", DefaultGateListenAddress, "address of the HTTPS load-balancer health check ("+server.GatePath+"); empty disables it")
+	f.StringVar(&cfg.APIServerURL, "apiserver-url", "https://127.0.0.1:6443", "the local kube-apiserver, probed for /readyz and /livez")
+	f.StringVar(&cfg.APIServerCAFile, "apiserver-ca", "/etc/kubernetes/pki/ca.crt", "cluster CA that signs the kube-apiserver's serving certificate")
 	f.StringVar(&cfg.StateDir, "state-dir", "/var/lib/triad-agent", "the agent's own state: fencing epochs, gate, journals")
 	f.StringVar(&cfg.ManifestDir, "manifest-dir", "/etc/kubernetes/manifests", "the kubelet's static-pod manifest directory")
 	f.StringVar(&cfg.ParkedDir, "parked-dir", "/var/lib/triad-agent/parked-manifests", "where stopped static-pod manifests are parked")
@@ -112,7 +119,7 @@ func Execute() int {
 	return 0
 }
 
-func run(ctx context.Context, cfg server.Config, listen string, grace time.Duration) error {
+func run(ctx context.Context, cfg server.Config, listen, gateListen string, grace time.Duration) error {
 	if err := auth.ValidateClusterName(cfg.Cluster); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
 	}
@@ -122,29 +129,45 @@ func run(ctx context.Context, cfg server.Config, listen string, grace time.Durat
 	}
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
+		srv.Stop()
 		return fmt.Errorf("listening on %s: %w", listen, err)
+	}
+	served := make(chan error, 2)
+	var gate *http.Server
+	if gateListen != "" {
+		gl, err := net.Listen("tcp", gateListen)
+		if err != nil {
+			l.Close()
+			srv.Stop()
+			return fmt.Errorf("listening on %s for the gate: %w", gateListen, err)
+		}
+		gate = srv.GateServer()
+		go func() { served <- gate.ServeTLS(gl, "", "") }()
+		cfg.Logger.Info("gate health check serving", "addr", gl.Addr().String(), "path", server.GatePath)
 	}
 	cfg.Logger.Info("triad-agent serving", "cluster", cfg.Cluster, "node", cfg.NodeName, "addr", l.Addr().String(), "version", server.Version)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	select {
 	case err := <-served:
+		srv.Stop()
 		return err
 	case <-ctx.Done():
 	}
 	cfg.Logger.Info("shutting down", "grace", grace.String())
+	if gate != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+		gate.Shutdown(shutdownCtx)
+		cancel()
+	}
 	done := make(chan struct{})
 	go func() { srv.GracefulStop(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(grace):
 		srv.Stop()
-	}
-	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
 	}
 	return nil
 }

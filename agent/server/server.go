@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,6 +25,7 @@ import (
 	"github.com/triad-k8s/triad/agent/etcd"
 	"github.com/triad-k8s/triad/agent/fencing"
 	"github.com/triad-k8s/triad/agent/gate"
+	"github.com/triad-k8s/triad/agent/health"
 	"github.com/triad-k8s/triad/agent/opjournal"
 	"github.com/triad-k8s/triad/agent/staticpods"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
@@ -50,6 +53,11 @@ type Config struct {
 	// SnapshotDir holds received snapshots and the spool of outgoing ones;
 	// defaults to StateDir/snapshots.
 	SnapshotDir string
+	// APIServerURL is the local kube-apiserver, e.g. https://127.0.0.1:6443;
+	// empty means the node has none to probe.
+	APIServerURL string
+	// APIServerCAFile is the cluster CA that signs its serving certificate.
+	APIServerCAFile string
 	// CRIEndpoint is the container runtime's CRI socket.
 	CRIEndpoint string
 	// ProbeHost, if set, replaces loopback hosts in the components' health
@@ -70,6 +78,24 @@ type Config struct {
 type Server struct {
 	grpc    *grpc.Server
 	journal *opjournal.Journal
+	svc     *service
+	tls     *tls.Config
+}
+
+// GatePath is the load balancers' health-check path.
+const GatePath = "/gate"
+
+// GateServer returns the HTTPS server of the load balancers' health check
+// (GatePath). It presents the agent's certificate and asks for no client
+// certificate: cloud health checkers have none.
+func (s *Server) GateServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle(GatePath, gate.Handler(s.svc.gate, s.svc.apiserverReady))
+	cfg := s.tls.Clone()
+	cfg.ClientAuth = tls.NoClientCert
+	cfg.ClientCAs = nil
+	cfg.MinVersion = tls.VersionTLS12 // some cloud health checkers stop at 1.2
+	return &http.Server{Handler: mux, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}
 }
 
 // New validates cfg, opens the agent's persistent state and builds the gRPC
@@ -121,8 +147,15 @@ func New(cfg Config) (*Server, error) {
 		journal.Close()
 		return nil, err
 	}
-	agentv1.RegisterAgentServiceServer(gs, &service{cfg: cfg, fence: fence, gate: g, pods: pods})
-	return &Server{grpc: gs, journal: journal}, nil
+	svc := &service{cfg: cfg, fence: fence, gate: g, pods: pods}
+	if cfg.APIServerURL != "" {
+		if svc.apiserver, err = health.NewAPIServer(cfg.APIServerURL, cfg.APIServerCAFile); err != nil {
+			journal.Close()
+			return nil, err
+		}
+	}
+	agentv1.RegisterAgentServiceServer(gs, svc)
+	return &Server{grpc: gs, journal: journal, svc: svc, tls: tlsCfg}, nil
 }
 
 // holdAtStart parks the pods the VM was booted to hold. A name without a
@@ -184,9 +217,18 @@ func (s *Server) Stop() {
 type service struct {
 	agentv1.UnimplementedAgentServiceServer
 	cfg   Config
-	fence *fencing.Store
-	gate  *gate.Gate
-	pods  *staticpods.Manager
+	fence     *fencing.Store
+	gate      *gate.Gate
+	pods      *staticpods.Manager
+	apiserver *health.APIServer
+}
+
+// apiserverReady reports whether the local kube-apiserver answers /readyz.
+func (s *service) apiserverReady(ctx context.Context) error {
+	if s.apiserver == nil {
+		return errors.New("no kube-apiserver configured on this node")
+	}
+	return s.apiserver.Ready(ctx)
 }
 
 func (s *service) GetInfo(ctx context.Context, _ *agentv1.GetInfoRequest) (*agentv1.GetInfoResponse, error) {
@@ -203,9 +245,7 @@ func (s *service) GetInfo(ctx context.Context, _ *agentv1.GetInfoRequest) (*agen
 
 func (s *service) GetGate(ctx context.Context, _ *agentv1.GetGateRequest) (*agentv1.GetGateResponse, error) {
 	st := s.gate.State()
-	// Serving stays false until the agent probes the local kube-apiserver's
-	// /readyz (the gate's HTTPS endpoint is not built yet; see README).
-	resp := &agentv1.GetGateResponse{Open: st.Open}
+	resp := &agentv1.GetGateResponse{Open: st.Open, Serving: st.Open && s.apiserverReady(ctx) == nil}
 	if !st.ChangedAt.IsZero() {
 		resp.ChangedAt = timestamppb.New(st.ChangedAt)
 	}
