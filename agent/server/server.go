@@ -216,7 +216,7 @@ func (s *Server) Stop() {
 // until their capability lands (see README, "Status").
 type service struct {
 	agentv1.UnimplementedAgentServiceServer
-	cfg   Config
+	cfg       Config
 	fence     *fencing.Store
 	gate      *gate.Gate
 	pods      *staticpods.Manager
