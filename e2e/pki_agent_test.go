@@ -15,7 +15,7 @@ import (
 // cluster certificate and call it as a coordinator and as an observer.
 func TestOperatorSetsUpPKIAndTalksToAnAgent(t *testing.T) {
 	pkiDir := filepath.Join(t.TempDir(), "pki")
-	stateDir := t.TempDir()
+	stateDir := filepath.Join(t.TempDir(), "var", "lib", "triad-agent") // created by the agent
 	mustTriad(t, "pki", "init", "--pki-dir", pkiDir)
 	mustTriad(t, "pki", "issue", "agent", "--name", "prod-eu1", "--pki-dir", pkiDir)
 	mustTriad(t, "pki", "issue", "coordinator", "--name", "default", "--pki-dir", pkiDir)

@@ -30,10 +30,13 @@ step "2. start triad-agent for cluster 'demo' on 127.0.0.1:19443 (mTLS only)"
   --tls-cert "$work/pki/agents/demo.crt" --tls-key "$work/pki/agents/demo.key" --tls-ca "$work/pki/ca.crt" \
   2> "$work/agent.log" &
 agent_pid=$!
+up=
 for _ in $(seq 100); do
-  if triad agent info --endpoint 127.0.0.1:19443 --cluster demo --timeout 1s >/dev/null 2>&1; then break; fi
+  if triad agent info --endpoint 127.0.0.1:19443 --cluster demo --timeout 1s >/dev/null 2>&1; then up=1; break; fi
+  if ! kill -0 "$agent_pid" 2>/dev/null; then break; fi
   sleep 0.1
 done
+if [ -z "$up" ]; then echo "triad-agent did not come up:"; cat "$work/agent.log"; exit 1; fi
 
 step "3. the coordinator reads the agent and opens its gate (epoch 1)"
 triad agent info --endpoint 127.0.0.1:19443 --cluster demo

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -106,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.StateDir == "" {
 		return nil, fmt.Errorf("state directory is required")
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
 	if cfg.SnapshotDir == "" {
 		cfg.SnapshotDir = filepath.Join(cfg.StateDir, "snapshots")
