@@ -92,6 +92,7 @@ any other.`,
 	f.StringVar(&cfg.ManifestDir, "manifest-dir", "/etc/kubernetes/manifests", "the kubelet's static-pod manifest directory")
 	f.StringVar(&cfg.ParkedDir, "parked-dir", "/var/lib/triad-agent/parked-manifests", "where stopped static-pod manifests are parked")
 	f.StringVar(&cfg.EtcdDataDir, "etcd-data-dir", "/var/lib/etcd", "etcd data directory")
+	f.StringVar(&cfg.PKIDir, "pki-dir", "/etc/kubernetes/pki", "kubeadm's PKI directory; its CA keys sign re-issued node certificates")
 	f.StringVar(&cfg.Etcd.Endpoint, "etcd-endpoint", "https://127.0.0.1:2379", "client URL of the local etcd member")
 	f.StringVar(&cfg.Etcd.CAFile, "etcd-ca", "/etc/kubernetes/pki/etcd/ca.crt", "etcd CA (kubeadm layout)")
 	f.StringVar(&cfg.Etcd.CertFile, "etcd-cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt", "etcd client certificate (kubeadm layout)")

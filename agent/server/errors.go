@@ -9,6 +9,8 @@ import (
 
 	"github.com/triad-k8s/triad/agent/etcd"
 	"github.com/triad-k8s/triad/agent/etcdsnap"
+	"github.com/triad-k8s/triad/agent/manifests"
+	"github.com/triad-k8s/triad/agent/nodecerts"
 	"github.com/triad-k8s/triad/agent/staticpods"
 )
 
@@ -30,7 +32,8 @@ func toStatus(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, staticpods.ErrTimeout):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, etcdsnap.ErrInvalidArgument), errors.Is(err, staticpods.ErrInvalidName):
+	case errors.Is(err, etcdsnap.ErrInvalidArgument), errors.Is(err, staticpods.ErrInvalidName),
+		errors.Is(err, nodecerts.ErrInvalidArgument), errors.Is(err, manifests.ErrInvalidArgument):
 		code = codes.InvalidArgument
 	case errors.Is(err, etcdsnap.ErrNotFound), errors.Is(err, etcd.ErrMemberNotFound), errors.Is(err, staticpods.ErrUnknownPod):
 		code = codes.NotFound

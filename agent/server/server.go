@@ -49,6 +49,8 @@ type Config struct {
 	ParkedDir string
 	// EtcdDataDir is etcd's data directory, as named in its manifest.
 	EtcdDataDir string
+	// PKIDir is kubeadm's PKI directory (/etc/kubernetes/pki).
+	PKIDir string
 	// Etcd says how to reach the local etcd member.
 	Etcd etcd.Config
 	// SnapshotDir holds received snapshots and the spool of outgoing ones;

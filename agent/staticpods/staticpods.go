@@ -311,3 +311,19 @@ func fileExists(path string) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// CurrentPath returns the file that holds name's manifest now: in the
+// manifest directory when active, in the parked directory when parked.
+func (m *Manager) CurrentPath(name string) (string, error) {
+	if err := m.checkNames([]string{name}); err != nil {
+		return "", err
+	}
+	active, _, err := m.where(name)
+	if err != nil {
+		return "", err
+	}
+	if active {
+		return m.manifestPath(name), nil
+	}
+	return m.parkedPath(name), nil
+}

@@ -104,9 +104,11 @@ func (StaticPodState) EnumDescriptor() ([]byte, []int) {
 type RequestHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// operation_id identifies the coordinator operation (a migration, an
-	// upgrade) and makes retries idempotent: a retried RPC with the same
-	// operation id returns the first result. 1 to 128 characters of
-	// [A-Za-z0-9._-].
+	// upgrade). It makes retries of the act-once RPCs (RestoreSnapshot,
+	// AddEtcdMember, IssueNodeCertificates, ReconfigureManifests) safe: the
+	// same request with the same operation id returns the first result, even
+	// under a higher epoch. The other mutating RPCs are idempotent by nature.
+	// 1 to 128 characters of [A-Za-z0-9._-].
 	OperationId string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	// epoch is the fencing token of the coordinator. The agent refuses an epoch
 	// lower than the highest it has accepted for the cluster. Must be > 0.
@@ -1417,7 +1419,8 @@ type SnapshotTrailer struct {
 	SizeBytes int64 `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// revision is the etcd store revision contained in the snapshot.
 	Revision int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
-	// etcd_version is the version of the etcd server that produced it.
+	// etcd_version is the storage version of the etcd server that produced
+	// it, e.g. "3.6.0"; restore with an etcd of that minor version or newer.
 	EtcdVersion   string `protobuf:"bytes,4,opt,name=etcd_version,json=etcdVersion,proto3" json:"etcd_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

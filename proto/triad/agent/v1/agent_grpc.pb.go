@@ -91,7 +91,10 @@ type AgentServiceClient interface {
 	// trailer. The snapshot is verified before the call returns.
 	UploadSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadSnapshotRequest, UploadSnapshotResponse], error)
 	// RestoreSnapshot restores a snapshot stored on the node into a new data
-	// directory with a new membership and points the etcd manifest at it.
+	// directory with a new membership, then renames the old data directory
+	// aside and gives the new one its path, so the etcd manifest's data
+	// directory stays valid. ReconfigureManifests sets the new member flags.
+	// Refused while an etcd process holds the data directory.
 	RestoreSnapshot(ctx context.Context, in *RestoreSnapshotRequest, opts ...grpc.CallOption) (*RestoreSnapshotResponse, error)
 	// CommitRestore deletes the data directory kept aside by RestoreSnapshot
 	// once the coordinator has confirmed the new cluster.
@@ -383,7 +386,10 @@ type AgentServiceServer interface {
 	// trailer. The snapshot is verified before the call returns.
 	UploadSnapshot(grpc.ClientStreamingServer[UploadSnapshotRequest, UploadSnapshotResponse]) error
 	// RestoreSnapshot restores a snapshot stored on the node into a new data
-	// directory with a new membership and points the etcd manifest at it.
+	// directory with a new membership, then renames the old data directory
+	// aside and gives the new one its path, so the etcd manifest's data
+	// directory stays valid. ReconfigureManifests sets the new member flags.
+	// Refused while an etcd process holds the data directory.
 	RestoreSnapshot(context.Context, *RestoreSnapshotRequest) (*RestoreSnapshotResponse, error)
 	// CommitRestore deletes the data directory kept aside by RestoreSnapshot
 	// once the coordinator has confirmed the new cluster.
