@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -94,16 +95,27 @@ func (p *Pod) Flag(name string) (string, bool) {
 	return "", false
 }
 
-// SetFlag sets --name=value, appending it if absent.
+// SetFlag sets --name=value. A new flag goes where kubeadm would have put
+// it: kubeadm writes flags sorted by name.
 func (p *Pod) SetFlag(name, value string) {
 	c := &p.Pod.Spec.Containers[0]
+	flag := "--" + name + "=" + value
+	at := len(c.Command)
 	for i, a := range c.Command {
 		if strings.HasPrefix(a, "--"+name+"=") {
-			c.Command[i] = "--" + name + "=" + value
+			c.Command[i] = flag
 			return
 		}
+		if i > 0 && at == len(c.Command) && strings.HasPrefix(a, "--") && flagName(a) > name {
+			at = i
+		}
 	}
-	c.Command = append(c.Command, "--"+name+"="+value)
+	c.Command = slices.Insert(c.Command, at, flag)
+}
+
+func flagName(arg string) string {
+	name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+	return name
 }
 
 // rewriteProbeHosts moves every HTTP probe that pointed at from to to.
