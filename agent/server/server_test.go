@@ -29,7 +29,7 @@ type testPKI struct {
 	agent, coordinator, observer agentauth.TLSFiles
 }
 
-func newTestPKI(t *testing.T) testPKI {
+func newTestPKI(t testing.TB) testPKI {
 	t.Helper()
 	d := pki.Dir{Path: t.TempDir()}
 	if _, err := d.Init("test-ca", 0); err != nil {
@@ -59,7 +59,7 @@ func startAgent(t *testing.T, p testPKI, stateDir string) string {
 
 // startAgentWith serves a real agent with cfg and returns its address and
 // server.
-func startAgentWith(t *testing.T, cfg server.Config) (string, *server.Server) {
+func startAgentWith(t testing.TB, cfg server.Config) (string, *server.Server) {
 	t.Helper()
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -74,7 +74,7 @@ func startAgentWith(t *testing.T, cfg server.Config) (string, *server.Server) {
 	return l.Addr().String(), srv
 }
 
-func dial(t *testing.T, addr string, files agentauth.TLSFiles) *agentclient.Client {
+func dial(t testing.TB, addr string, files agentauth.TLSFiles) *agentclient.Client {
 	t.Helper()
 	c, err := agentclient.Dial(addr, cluster, files)
 	if err != nil {
