@@ -56,8 +56,8 @@ type snapshot struct {
 }
 
 type address struct {
-	ID, IP         string
-	Public         bool
+	ID, IP string
+	Public bool
 	// Static addresses (made with CreateVM) outlive their instance; an
 	// instance's own address from CreateInstance goes with it.
 	Static         bool

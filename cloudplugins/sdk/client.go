@@ -34,7 +34,9 @@ func (g *grpcClient) GetInstance(ctx context.Context, id string) (Instance, erro
 
 func (g *grpcClient) ListInstances(ctx context.Context, labels map[string]string) ([]Instance, error) {
 	r, err := g.c.ListInstances(ctx, &cloudv1.ListInstancesRequest{Labels: labels})
-	return call(r, err, func(r *cloudv1.ListInstancesResponse) []Instance { return mapSlice(r.GetInstances(), instanceFromProto) })
+	return call(r, err, func(r *cloudv1.ListInstancesResponse) []Instance {
+		return mapSlice(r.GetInstances(), instanceFromProto)
+	})
 }
 
 func (g *grpcClient) CreateInstance(ctx context.Context, req CreateInstanceRequest) (Instance, error) {
@@ -72,7 +74,9 @@ func (g *grpcClient) GetDiskSnapshot(ctx context.Context, id string) (DiskSnapsh
 
 func (g *grpcClient) ListDiskSnapshots(ctx context.Context, labels map[string]string) ([]DiskSnapshot, error) {
 	r, err := g.c.ListDiskSnapshots(ctx, &cloudv1.ListDiskSnapshotsRequest{Labels: labels})
-	return call(r, err, func(r *cloudv1.ListDiskSnapshotsResponse) []DiskSnapshot { return mapSlice(r.GetSnapshots(), snapshotFromProto) })
+	return call(r, err, func(r *cloudv1.ListDiskSnapshotsResponse) []DiskSnapshot {
+		return mapSlice(r.GetSnapshots(), snapshotFromProto)
+	})
 }
 
 func (g *grpcClient) DeleteDiskSnapshot(ctx context.Context, id string) error {
@@ -106,12 +110,16 @@ func (g *grpcClient) CreateLoadBalancer(ctx context.Context, req CreateLoadBalan
 		ListenerPort: uint32(req.ListenerPort), BackendPort: uint32(req.BackendPort), BackendInstanceIds: req.BackendInstanceIDs,
 		HealthCheck: healthCheckToProto(req.HealthCheck), Labels: req.Labels,
 	})
-	return call(r, err, func(r *cloudv1.CreateLoadBalancerResponse) LoadBalancer { return loadBalancerFromProto(r.GetLoadBalancer()) })
+	return call(r, err, func(r *cloudv1.CreateLoadBalancerResponse) LoadBalancer {
+		return loadBalancerFromProto(r.GetLoadBalancer())
+	})
 }
 
 func (g *grpcClient) GetLoadBalancer(ctx context.Context, id string) (LoadBalancer, error) {
 	r, err := g.c.GetLoadBalancer(ctx, &cloudv1.GetLoadBalancerRequest{LoadBalancerId: id})
-	return call(r, err, func(r *cloudv1.GetLoadBalancerResponse) LoadBalancer { return loadBalancerFromProto(r.GetLoadBalancer()) })
+	return call(r, err, func(r *cloudv1.GetLoadBalancerResponse) LoadBalancer {
+		return loadBalancerFromProto(r.GetLoadBalancer())
+	})
 }
 
 func (g *grpcClient) ListLoadBalancers(ctx context.Context, labels map[string]string) ([]LoadBalancer, error) {
@@ -123,7 +131,9 @@ func (g *grpcClient) ListLoadBalancers(ctx context.Context, labels map[string]st
 
 func (g *grpcClient) SetLoadBalancerTraffic(ctx context.Context, id string, enabled bool) (LoadBalancer, error) {
 	r, err := g.c.SetLoadBalancerTraffic(ctx, &cloudv1.SetLoadBalancerTrafficRequest{LoadBalancerId: id, Enabled: enabled})
-	return call(r, err, func(r *cloudv1.SetLoadBalancerTrafficResponse) LoadBalancer { return loadBalancerFromProto(r.GetLoadBalancer()) })
+	return call(r, err, func(r *cloudv1.SetLoadBalancerTrafficResponse) LoadBalancer {
+		return loadBalancerFromProto(r.GetLoadBalancer())
+	})
 }
 
 func (g *grpcClient) SetLoadBalancerBackends(ctx context.Context, id string, instanceIDs []string) (LoadBalancer, error) {
