@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -110,7 +111,8 @@ func (s *Server) ListContainers(_ context.Context, req *runtimeapi.ListContainer
 			match = match && c.Labels[k] == v
 		}
 		if match {
-			out = append(out, c)
+			// A copy: the response is marshalled after the lock is released.
+			out = append(out, proto.Clone(c).(*runtimeapi.Container))
 		}
 	}
 	return &runtimeapi.ListContainersResponse{Containers: out}, nil
