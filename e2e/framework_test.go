@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, b := range []string{"triad", "triad-agent"} {
+	for _, b := range []string{"triad", "triad-agent", "triad-cloud-local"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
 		cmd.Dir = ".."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

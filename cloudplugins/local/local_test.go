@@ -182,3 +182,11 @@ func TestWrongPluginChecksumRefusesToStart(t *testing.T) {
 		t.Fatal("a plugin with the wrong checksum started")
 	}
 }
+
+func writeJSONFile(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}

@@ -149,10 +149,21 @@ func (c *Cloud) lbStatusPath(id string) string {
 // DiskDir returns the directory that is instance id's disk.
 func (c *Cloud) DiskDir(id string) string { return c.diskDir(id) }
 
-// fault consumes an injected failure of method, if one is set.
-func (c *Cloud) fault(s *state, method string) error {
-	if s.Faults[method] > 0 {
-		s.Faults[method]--
+// fault consumes an injected failure of method, if one is set. It is its
+// own transaction so the consumed fault is saved although the call fails.
+func (c *Cloud) fault(method string) error {
+	hit := false
+	err := c.st.update(func(s *state) error {
+		if s.Faults[method] > 0 {
+			s.Faults[method]--
+			hit = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if hit {
 		return fmt.Errorf("%w: injected fault in %s (local cloud admin)", sdk.ErrUnavailable, method)
 	}
 	return nil
@@ -326,10 +337,10 @@ func (c *Cloud) CreateInstance(ctx context.Context, req sdk.CreateInstanceReques
 		return out, fmt.Errorf("%w: boot data is %d bytes, at most %d", sdk.ErrInvalidArgument, len(req.BootData), sdk.MaxBootData)
 	}
 	var id string
+	if err := c.fault("CreateInstance"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "CreateInstance"); err != nil {
-			return err
-		}
 		if existing, ok := s.Tokens["instance/"+req.IdempotencyToken]; ok {
 			id = existing
 			return nil
@@ -373,10 +384,10 @@ const BootDataPath = "var/lib/triad-agent/boot-data.json"
 
 // StartInstance implements sdk.Provider.
 func (c *Cloud) StartInstance(ctx context.Context, id string) (out sdk.Instance, err error) {
+	if err := c.fault("StartInstance"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "StartInstance"); err != nil {
-			return err
-		}
 		in, err := c.getInstance(s, id)
 		if err != nil {
 			return err
@@ -403,10 +414,10 @@ func (c *Cloud) StartInstance(ctx context.Context, id string) (out sdk.Instance,
 // StopInstance implements sdk.Provider: the supervisor stops the VM's
 // processes (SIGTERM, then SIGKILL after a grace period).
 func (c *Cloud) StopInstance(ctx context.Context, id string) (out sdk.Instance, err error) {
+	if err := c.fault("StopInstance"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "StopInstance"); err != nil {
-			return err
-		}
 		in, err := c.getInstance(s, id)
 		if err != nil {
 			return err
@@ -422,10 +433,10 @@ func (c *Cloud) StopInstance(ctx context.Context, id string) (out sdk.Instance, 
 // DeleteInstance implements sdk.Provider. Addresses allocated with the
 // instance go with it; static addresses attached to it are released.
 func (c *Cloud) DeleteInstance(ctx context.Context, id string) error {
+	if err := c.fault("DeleteInstance"); err != nil {
+		return err
+	}
 	return c.st.update(func(s *state) error {
-		if err := c.fault(s, "DeleteInstance"); err != nil {
-			return err
-		}
 		in := s.Instances[id]
 		if in == nil {
 			return nil

@@ -19,10 +19,10 @@ func (c *Cloud) CreateDiskSnapshot(ctx context.Context, req sdk.CreateDiskSnapsh
 	if req.IdempotencyToken == "" || len(req.IdempotencyToken) > 64 {
 		return out, fmt.Errorf("%w: an idempotency token of 1 to 64 characters is required", sdk.ErrInvalidArgument)
 	}
+	if err := c.fault("CreateDiskSnapshot"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "CreateDiskSnapshot"); err != nil {
-			return err
-		}
 		if id, ok := s.Tokens["snapshot/"+req.IdempotencyToken]; ok && s.Snapshots[id] != nil {
 			out = snapshotView(s.Snapshots[id])
 			return nil
@@ -80,10 +80,10 @@ func (c *Cloud) ListDiskSnapshots(ctx context.Context, labels map[string]string)
 
 // DeleteDiskSnapshot implements sdk.Provider.
 func (c *Cloud) DeleteDiskSnapshot(ctx context.Context, id string) error {
+	if err := c.fault("DeleteDiskSnapshot"); err != nil {
+		return err
+	}
 	return c.st.update(func(s *state) error {
-		if err := c.fault(s, "DeleteDiskSnapshot"); err != nil {
-			return err
-		}
 		if s.Snapshots[id] == nil {
 			return nil
 		}
@@ -145,10 +145,10 @@ func (c *Cloud) ListAddresses(ctx context.Context) (out []sdk.Address, err error
 // ReleaseAddress implements sdk.Provider. An instance must be stopped to
 // lose an address; a load balancer keeps its address until deleted.
 func (c *Cloud) ReleaseAddress(ctx context.Context, id string) (out sdk.Address, err error) {
+	if err := c.fault("ReleaseAddress"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "ReleaseAddress"); err != nil {
-			return err
-		}
 		a, err := findAddress(s, id)
 		if err != nil {
 			return err
@@ -178,10 +178,10 @@ func (c *Cloud) ReleaseAddress(ctx context.Context, id string) (out sdk.Address,
 // AttachAddress implements sdk.Provider. A private address becomes the
 // instance's private IP, so the instance must be stopped and have none.
 func (c *Cloud) AttachAddress(ctx context.Context, addressID, instanceID string) (out sdk.Address, err error) {
+	if err := c.fault("AttachAddress"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "AttachAddress"); err != nil {
-			return err
-		}
 		a, err := findAddress(s, addressID)
 		if err != nil {
 			return err
@@ -281,10 +281,10 @@ func (c *Cloud) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBalanc
 		return out, fmt.Errorf("%w: health check port %d", sdk.ErrInvalidArgument, req.HealthCheck.Port)
 	}
 	hc := req.HealthCheck.WithDefaults()
+	if err := c.fault("CreateLoadBalancer"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "CreateLoadBalancer"); err != nil {
-			return err
-		}
 		if id, ok := s.Tokens["lb/"+req.IdempotencyToken]; ok && s.LoadBalancers[id] != nil {
 			out = c.lbView(s, s.LoadBalancers[id])
 			return nil
@@ -361,10 +361,10 @@ func (c *Cloud) ListLoadBalancers(ctx context.Context, labels map[string]string)
 // SetLoadBalancerTraffic implements sdk.Provider; the load balancer process
 // picks the change up within its reload interval.
 func (c *Cloud) SetLoadBalancerTraffic(ctx context.Context, id string, enabled bool) (out sdk.LoadBalancer, err error) {
+	if err := c.fault("SetLoadBalancerTraffic"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "SetLoadBalancerTraffic"); err != nil {
-			return err
-		}
 		lb, err := c.getLB(s, id)
 		if err != nil {
 			return err
@@ -378,10 +378,10 @@ func (c *Cloud) SetLoadBalancerTraffic(ctx context.Context, id string, enabled b
 
 // SetLoadBalancerBackends implements sdk.Provider.
 func (c *Cloud) SetLoadBalancerBackends(ctx context.Context, id string, instanceIDs []string) (out sdk.LoadBalancer, err error) {
+	if err := c.fault("SetLoadBalancerBackends"); err != nil {
+		return out, err
+	}
 	err = c.st.update(func(s *state) error {
-		if err := c.fault(s, "SetLoadBalancerBackends"); err != nil {
-			return err
-		}
 		lb, err := c.getLB(s, id)
 		if err != nil {
 			return err
@@ -400,10 +400,10 @@ func (c *Cloud) SetLoadBalancerBackends(ctx context.Context, id string, instance
 
 // DeleteLoadBalancer implements sdk.Provider; its address is left released.
 func (c *Cloud) DeleteLoadBalancer(ctx context.Context, id string) error {
+	if err := c.fault("DeleteLoadBalancer"); err != nil {
+		return err
+	}
 	return c.st.update(func(s *state) error {
-		if err := c.fault(s, "DeleteLoadBalancer"); err != nil {
-			return err
-		}
 		lb := s.LoadBalancers[id]
 		if lb == nil {
 			return nil

@@ -39,6 +39,7 @@ control-plane VM and a cloud plugin.
   pki       triad's own CA and the certificates of agents, coordinators
             and observers
   agent     talk to one triad-agent directly (info, gate)
+  local     the embedded local cloud (down)
 
 Start with 'triad pki init', then 'triad pki issue' a certificate for each
 cluster's agents and one for this coordinator.`,
@@ -48,7 +49,7 @@ cluster's agents and one for this coordinator.`,
 	}
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&g.pkiDir, "pki-dir", defaultPKIDir(), "directory of triad's CA and certificates")
-	root.AddCommand(newPKICommand(g), newAgentCommand(g))
+	root.AddCommand(newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
 	return root
 }
 
