@@ -402,4 +402,3 @@ func keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
-
