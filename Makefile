@@ -13,6 +13,9 @@ BUF       := $(BIN)/buf
 PROTOGEN  := $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 BINARIES  := triad triad-agent triad-cloud-local triad-cloud-aws
 GOTESTFLAGS ?=
+CACHE     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/triad/bin
+CRICTL_VERSION := $(shell awk '$$1 == "sigs.k8s.io/cri-tools" {print $$2}' tools/crictl/go.mod)
+CRICTL    := $(CACHE)/crictl-$(CRICTL_VERSION)/crictl
 
 .PHONY: help
 help: ## Show this help.
@@ -30,8 +33,14 @@ $(BIN)/protoc-gen-go: tools/protogen/go.mod tools/protogen/go.sum
 $(BIN)/protoc-gen-go-grpc: tools/protogen/go.mod tools/protogen/go.sum
 	cd tools/protogen && $(GO) build -o $@ google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
+# crictl (cri-tools) proves the local cloud's kubelet stand-in speaks CRI;
+# cached outside the repository, keyed by version.
+$(CRICTL): # keyed by version in its path: built once per version, not per clone
+	@echo ">> building crictl $(CRICTL_VERSION) into $(dir $@) (a minute or two on a cold cache)"
+	cd tools/crictl && $(GO) build -o $@ sigs.k8s.io/cri-tools/cmd/crictl
+
 .PHONY: tools
-tools: $(BUF) $(PROTOGEN) ## Build the pinned developer tools into .bin.
+tools: $(BUF) $(PROTOGEN) $(CRICTL) ## Build the pinned developer tools.
 
 # --- code generation ---------------------------------------------------------
 
@@ -72,8 +81,8 @@ breaking: $(BUF) ## buf breaking against main (once main has protos).
 	else echo "main has no protos yet: nothing to compare against"; fi
 
 .PHONY: unit
-unit: ## Unit tests (race detector on).
-	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+unit: $(CRICTL) ## Unit tests (race detector on).
+	TRIAD_CRICTL=$(CRICTL) $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
 
 .PHONY: e2e
 e2e: ## End-to-end tests: real binaries over real mTLS on loopback.

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/triad-k8s/triad/cloudplugins/local/kubelet"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 )
 
@@ -28,7 +29,8 @@ import (
 
 // Image names the processes a VM runs. Placeholders in commands and
 // environment: {{ip}} (the VM's private address), {{disk}} (its disk
-// directory), {{id}} and {{name}}.
+// directory), {{id}}, {{name}} and {{cri}} (the CRI socket of the VM's
+// kubelet stand-in).
 type Image struct {
 	Processes []ImageProcess `json:"processes"`
 }
@@ -38,6 +40,10 @@ type ImageProcess struct {
 	Name    string   `json:"name"`
 	Command []string `json:"command"`
 	Env     []string `json:"env"`
+	// StartAfterTCP, if set, is a host:port that must accept connections
+	// before the process starts: the kubelet stand-in waits for the agent,
+	// as kubelet.service is ordered after triad-agent.service.
+	StartAfterTCP string `json:"startAfterTCP,omitempty"`
 }
 
 func (c *Cloud) loadImage(name string) (Image, error) {
@@ -77,12 +83,16 @@ func (c *Cloud) RunVM(ctx context.Context, id string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	expand := strings.NewReplacer("{{ip}}", ip, "{{disk}}", c.diskDir(id), "{{id}}", id, "{{name}}", in.Name).Replace
+	expand := strings.NewReplacer("{{ip}}", ip, "{{disk}}", c.diskDir(id), "{{id}}", id, "{{name}}", in.Name,
+		"{{cri}}", kubelet.SocketPath(c.diskDir(id))).Replace
 	var wg sync.WaitGroup
 	for _, p := range img.Processes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if p.StartAfterTCP != "" {
+				waitTCP(ctx, expand(p.StartAfterTCP))
+			}
 			for ctx.Err() == nil {
 				args := make([]string, len(p.Command))
 				for i, a := range p.Command {
@@ -127,6 +137,20 @@ func (c *Cloud) RunVM(ctx context.Context, id string, log *slog.Logger) error {
 	<-ctx.Done()
 	wg.Wait()
 	return nil
+}
+
+// waitTCP returns once addr accepts a connection or ctx ends.
+func waitTCP(ctx context.Context, addr string) {
+	for ctx.Err() == nil {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // lbConfig is what a load balancer process needs from the state.

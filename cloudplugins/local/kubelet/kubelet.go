@@ -50,6 +50,18 @@ type Config struct {
 	Logger             *slog.Logger
 }
 
+// SocketPath is where the stand-in of the VM in root serves CRI:
+// root/run/triad/cri.sock, or a short path in the temporary directory when
+// that is too long for a unix socket (108 bytes on Linux).
+func SocketPath(root string) string {
+	p := filepath.Join(root, "run", "triad", "cri.sock")
+	if len(p) < 100 {
+		return p
+	}
+	sum := sha256.Sum256([]byte(root))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("triad-cri-%x.sock", sum[:6]))
+}
+
 // Kubelet runs static pods as processes.
 type Kubelet struct {
 	cfg Config

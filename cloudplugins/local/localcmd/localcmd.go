@@ -33,7 +33,7 @@ and, inside a VM (a process of its image), the kubelet stand-in:
   kubelet --root DISK --ip IP --node-name NAME --images FILE
           [--manifest-dir DIR] [--socket PATH]
           run the static pods of DISK/etc/kubernetes/manifests as processes
-          and serve CRI on DISK/run/triad/cri.sock; FILE maps image
+          and serve CRI on DISK/run/triad/cri.sock (see {{cri}}); FILE maps image
           references to binaries (JSON object)
 `
 
@@ -115,7 +115,7 @@ func runKubelet(args []string) error {
 		*manifests = filepath.Join(*root, "etc/kubernetes/manifests")
 	}
 	if *socket == "" {
-		*socket = filepath.Join(*root, "run/triad/cri.sock")
+		*socket = kubelet.SocketPath(*root)
 	}
 	data, err := os.ReadFile(*images)
 	if err != nil {
