@@ -87,3 +87,34 @@ func (s *criServer) ContainerStatus(_ context.Context, req *runtimeapi.Container
 	}
 	return &runtimeapi.ContainerStatusResponse{Status: proto.Clone(c.status).(*runtimeapi.ContainerStatus)}, nil
 }
+
+// imageServer answers the CRI ImageService from the VM's image map: the
+// images of a local VM are binaries, present by definition, never pulled.
+type imageServer struct {
+	runtimeapi.UnimplementedImageServiceServer
+	k *Kubelet
+}
+
+func (s *imageServer) image(ref string) *runtimeapi.Image {
+	return &runtimeapi.Image{Id: ref, RepoTags: []string{ref}, Spec: &runtimeapi.ImageSpec{Image: ref}}
+}
+
+func (s *imageServer) ListImages(context.Context, *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
+	var out []*runtimeapi.Image
+	for _, ref := range keys(s.k.cfg.Images) {
+		out = append(out, s.image(ref))
+	}
+	return &runtimeapi.ListImagesResponse{Images: out}, nil
+}
+
+func (s *imageServer) ImageStatus(_ context.Context, req *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
+	ref := req.GetImage().GetImage()
+	if _, ok := s.k.cfg.Images[ref]; !ok {
+		return &runtimeapi.ImageStatusResponse{}, nil // CRI: unknown image is a nil image, not an error
+	}
+	return &runtimeapi.ImageStatusResponse{Image: s.image(ref)}, nil
+}
+
+func (s *imageServer) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
+	return &runtimeapi.ImageFsInfoResponse{}, nil
+}

@@ -115,6 +115,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}
 	gs := grpc.NewServer()
 	runtimeapi.RegisterRuntimeServiceServer(gs, &criServer{k: k})
+	runtimeapi.RegisterImageServiceServer(gs, &imageServer{k: k})
 	go gs.Serve(l)
 	defer gs.Stop()
 	for {
