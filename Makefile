@@ -39,6 +39,10 @@ $(CRICTL): # keyed by version in its path: built once per version, not per clone
 	@echo ">> building crictl $(CRICTL_VERSION) into $(dir $@) (a minute or two on a cold cache)"
 	cd tools/crictl && $(GO) build -o $@ sigs.k8s.io/cri-tools/cmd/crictl
 
+.PHONY: k8s-binaries
+k8s-binaries: ## Build etcd, kube-apiserver, kcm, scheduler, kubeadm, kwok from pinned sources into the cache.
+	./hack/build-k8s.sh
+
 .PHONY: tools
 tools: $(BUF) $(PROTOGEN) $(CRICTL) ## Build the pinned developer tools.
 

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3; exit}' tools/k8s/go.mod)
+version=$(cd tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 [ -n "$version" ] || { echo "no k8s.io/kubernetes pin in tools/k8s/go.mod"; exit 1; }
 bin=${XDG_CACHE_HOME:-$HOME/.cache}/triad/bin/$version
 if [ ! -x "$bin/kubeadm" ]; then

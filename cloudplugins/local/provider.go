@@ -282,6 +282,9 @@ type VMRequest struct {
 	// SeedDir, if set, is copied into the new disk.
 	SeedDir string
 	Labels  map[string]string
+	// Prepare, if set, runs once the VM has its addresses and disk and
+	// before it boots, to write the disk for those addresses.
+	Prepare func(inst sdk.Instance, disk string) error
 }
 
 // CreateVM creates and starts a VM with two static addresses (admin).
@@ -315,6 +318,15 @@ func (c *Cloud) CreateVM(ctx context.Context, req VMRequest) (inst sdk.Instance,
 	})
 	if err != nil {
 		return inst, err
+	}
+	if req.Prepare != nil {
+		created, err := c.GetInstance(ctx, id)
+		if err != nil {
+			return inst, err
+		}
+		if err := req.Prepare(created, c.diskDir(id)); err != nil {
+			return created, fmt.Errorf("preparing the disk of %s: %w", id, err)
+		}
 	}
 	return c.StartInstance(ctx, id)
 }

@@ -51,7 +51,7 @@ func (p *cloudPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *
 }
 
 // Serve serves impl to triad and blocks. Call it from the plugin's main.
-// Logs written with the returned-by-Logger logger reach triad's log.
+// Log with Logger(): the JSON lines on stderr reach triad's log.
 func Serve(impl Provider) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
@@ -184,5 +184,7 @@ func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any
 	case level <= hclog.Debug:
 		lvl = slog.LevelDebug
 	}
+	// go-plugin's sink API carries no context; these records belong to no
+	// request.
 	s.l.Log(context.Background(), lvl, msg, append([]any{"logger", name}, args...)...)
 }

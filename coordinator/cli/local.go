@@ -1,12 +1,18 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/triad-k8s/triad/cloudplugins/local"
+	"github.com/triad-k8s/triad/cloudplugins/local/localcluster"
+	"github.com/triad-k8s/triad/coordinator/pki"
 )
 
 func newLocalCommand(g *globals) *cobra.Command {
@@ -38,6 +44,87 @@ processes that outlive every triad command; 'triad local down' removes them.`,
 			})
 		},
 	}
-	cmd.AddCommand(down)
+	cmd.AddCommand(down, newLocalClusterCommand(g, &stateDir))
+	return cmd
+}
+
+func newLocalClusterCommand(g *globals, stateDir *string) *cobra.Command {
+	opts := localcluster.Options{}
+	var kubeconfig string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Single-node Kubernetes control planes in the local cloud",
+	}
+	create := &cobra.Command{
+		Use:   "create --name NAME",
+		Short: "Create a VM holding a kubeadm-layout single-node control plane and wait until it is ready",
+		Long: `Create a local-cloud VM with a single-node control plane laid out by the real
+kubeadm (PKI, kubeconfigs, static pods for etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler), run by the kubelet stand-in from
+binaries built from pinned sources ('make k8s-binaries'), with triad-agent on
+the VM. Waits for /readyz through the VM's public address and writes an admin
+kubeconfig that points at it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cloud, err := local.New(local.Config{StateDir: *stateDir})
+			if err != nil {
+				return err
+			}
+			if opts.AgentBinary == "" || opts.CloudBinary == "" {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				dir := filepath.Dir(self)
+				if opts.AgentBinary == "" {
+					opts.AgentBinary = filepath.Join(dir, "triad-agent")
+				}
+				if opts.CloudBinary == "" {
+					opts.CloudBinary = filepath.Join(dir, "triad-cloud-local")
+				}
+			}
+			opts.PKI = pki.Dir{Path: g.pkiDir}
+			if _, err := os.Stat(opts.PKI.CAFile()); os.IsNotExist(err) {
+				if _, err := opts.PKI.Init("", 0); err != nil {
+					return err
+				}
+			}
+			opts.Progress = cmd.ErrOrStderr()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			fmt.Fprintf(cmd.ErrOrStderr(), "creating local cluster %q\n", opts.Name)
+			c, err := localcluster.Create(ctx, cloud, opts)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(kubeconfig, c.AdminKubeconfig, 0o600); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), map[string]string{"instance": c.Instance.ID, "privateIP": c.Instance.PrivateIP, "publicIP": c.Instance.PublicIP, "kubeconfig": kubeconfig}, func(w io.Writer) {
+				fmt.Fprintf(w, "cluster %s ready on %s (public %s); admin kubeconfig: %s\n", opts.Name, c.Instance.PrivateIP, c.Instance.PublicIP, kubeconfig)
+			})
+		},
+	}
+	f := create.Flags()
+	f.StringVar(&opts.Name, "name", "demo", "cluster name")
+	f.StringVar(&opts.KubernetesVersion, "kubernetes-version", "v1.36.3", "version of the binaries in --bin-dir")
+	f.StringVar(&opts.BinDir, "bin-dir", "", "directory of the control-plane binaries (default ~/.cache/triad/bin/<version>)")
+	f.StringVar(&opts.AgentBinary, "agent-binary", "", "triad-agent binary (default: next to triad)")
+	f.StringVar(&opts.CloudBinary, "cloud-binary", "", "triad-cloud-local binary (default: next to triad)")
+	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "kube-controller-manager --node-monitor-grace-period (0 keeps the default)")
+	f.StringVar(&kubeconfig, "kubeconfig", "kubeconfig", "where to write the admin kubeconfig")
+	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the control plane")
+	create.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if opts.BinDir == "" {
+			cache, err := os.UserCacheDir()
+			if err != nil {
+				return err
+			}
+			opts.BinDir = filepath.Join(cache, "triad", "bin", opts.KubernetesVersion)
+		}
+		return nil
+	}
+	cmd.AddCommand(create)
 	return cmd
 }

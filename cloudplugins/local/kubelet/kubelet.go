@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -308,7 +309,7 @@ func (k *Kubelet) command(p *pod, spec corev1.Container) (*exec.Cmd, error) {
 	}
 	r := k.rewriter(p, spec)
 	for i, a := range args {
-		args[i] = r.Replace(a)
+		args[i] = dedupeList(r.Replace(a))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = k.cfg.Root
@@ -352,6 +353,23 @@ func (k *Kubelet) rewriter(p *pod, spec corev1.Container) *strings.Replacer {
 	}
 	oldnew = append(oldnew, "127.0.0.1", k.cfg.IP, "localhost", k.cfg.IP)
 	return strings.NewReplacer(oldnew...)
+}
+
+// dedupeList removes repeated items from a --flag=a,b list: with the VM's
+// address standing in for 127.0.0.1, etcd's kubeadm listen URLs
+// "https://127.0.0.1:2379,https://IP:2379" would name the same URL twice.
+func dedupeList(arg string) string {
+	flag, value, ok := strings.Cut(arg, "=")
+	if !ok || !strings.HasPrefix(flag, "--") || !strings.Contains(value, ",") {
+		return arg
+	}
+	var out []string
+	for _, item := range strings.Split(value, ",") {
+		if !slices.Contains(out, item) {
+			out = append(out, item)
+		}
+	}
+	return flag + "=" + strings.Join(out, ",")
 }
 
 // stopPod stops p's containers: SIGTERM to each process group, SIGKILL
