@@ -16,6 +16,9 @@ GOTESTFLAGS ?=
 CACHE     := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/triad/bin
 CRICTL_VERSION := $(shell awk '$$1 == "sigs.k8s.io/cri-tools" {print $$2}' tools/crictl/go.mod)
 CRICTL    := $(CACHE)/crictl-$(CRICTL_VERSION)/crictl
+# Evaluated only when used: reading the pin resolves the tools/k8s module.
+K8S_VERSION = $(shell cd tools/k8s && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+K8S_BIN     = $(CACHE)/$(K8S_VERSION)
 
 .PHONY: help
 help: ## Show this help.
@@ -89,8 +92,8 @@ unit: $(CRICTL) ## Unit tests (race detector on).
 	TRIAD_CRICTL=$(CRICTL) $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
 
 .PHONY: e2e
-e2e: ## End-to-end tests: real binaries over real mTLS on loopback.
-	$(GO) test -tags e2e -count=1 -timeout 30m $(GOTESTFLAGS) ./e2e/...
+e2e: k8s-binaries ## End-to-end tests: real binaries (triad, etcd, kube-apiserver, ...) on loopback.
+	TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -tags e2e -count=1 -timeout 30m $(GOTESTFLAGS) ./e2e/...
 
 .PHONY: test
 test: lint check-generate breaking unit e2e ## Everything CI runs: lint, generated-code drift, unit and e2e tests.
@@ -100,5 +103,5 @@ bench: ## Benchmarks, with ratios against baselines measured in the same run.
 	./hack/bench.sh
 
 .PHONY: demo
-demo: build ## Run the main job on the local cloud (today: the PKI and mTLS agent demo; see README).
-	./hack/demo.sh
+demo: build k8s-binaries ## Run the main job on the local cloud (today: PKI, agent, a single-node control plane; see README).
+	K8S_BIN=$(K8S_BIN) ./hack/demo.sh

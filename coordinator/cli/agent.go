@@ -67,7 +67,7 @@ commands are for inspection and for repairs by hand.`,
   triad agent gate get --endpoint 10.0.0.10:9443 --cluster prod-eu1 --as observer/dashboards`,
 	}
 	f.register(cmd)
-	cmd.AddCommand(newAgentInfoCommand(g, f), newAgentGateCommand(g, f))
+	cmd.AddCommand(newAgentInfoCommand(g, f), newAgentHealthCommand(g, f), newAgentGateCommand(g, f))
 	return cmd
 }
 
@@ -79,6 +79,19 @@ func newAgentInfoCommand(g *globals, f *agentFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return callAgent(cmd, g, f, func(ctx context.Context, c *agentclient.Client) (proto.Message, error) {
 				return c.GetInfo(ctx, &agentv1.GetInfoRequest{})
+			})
+		},
+	}
+}
+
+func newAgentHealthCommand(g *globals, f *agentFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "health",
+		Short: "Show the node's health: kube-apiserver, etcd, static pods, gate, disk, versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return callAgent(cmd, g, f, func(ctx context.Context, c *agentclient.Client) (proto.Message, error) {
+				return c.GetHealth(ctx, &agentv1.GetHealthRequest{})
 			})
 		},
 	}
