@@ -12,17 +12,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=$(cd tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes)
-kwok_version=$(cd tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+kwok_version=$(cd tools/kwok && go list -m -f '{{.Version}}' sigs.k8s.io/kwok)
 [ -n "$version" ] && [ -n "$kwok_version" ] || { echo "pins not found in tools/k8s or tools/kwok" >&2; exit 1; }
 out=${XDG_CACHE_HOME:-$HOME/.cache}/triad/bin/$version
 mkdir -p "$out"
 
-build() { # name module-dir package
-  local name=$1 dir=$2 pkg=$3
+# Kubernetes binaries report their version through component-base, as a
+# release build stamps it (hack/lib/version.sh upstream).
+minor=${version#v*.}; minor=${minor%%.*}
+k8s_ldflags="-X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+k8s_ldflags="$k8s_ldflags -X k8s.io/client-go/pkg/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+build() { # name module-dir package [ldflags]
+  local name=$1 dir=$2 pkg=$3 ldflags=${4:-}
   if [ -x "$out/$name" ]; then return; fi
   local start=$SECONDS
   echo ">> building $name ($pkg) into $out" >&2
-  (cd "$dir" && go build -trimpath -o "$out/.$name.tmp" "$pkg")
+  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out/.$name.tmp" "$pkg")
   mv "$out/.$name.tmp" "$out/$name"
   echo "   $name built in $((SECONDS - start))s" >&2
 }
@@ -30,10 +36,10 @@ build() { # name module-dir package
 build etcd                    tools/k8s  ./cmd/etcd
 build etcdctl                 tools/k8s  go.etcd.io/etcd/etcdctl/v3
 build etcdutl                 tools/k8s  go.etcd.io/etcd/etcdutl/v3
-build kube-apiserver          tools/k8s  k8s.io/kubernetes/cmd/kube-apiserver
-build kube-controller-manager tools/k8s  k8s.io/kubernetes/cmd/kube-controller-manager
-build kube-scheduler          tools/k8s  k8s.io/kubernetes/cmd/kube-scheduler
-build kubeadm                 tools/k8s  k8s.io/kubernetes/cmd/kubeadm
+build kube-apiserver          tools/k8s  k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
+build kube-controller-manager tools/k8s  k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+build kube-scheduler          tools/k8s  k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+build kubeadm                 tools/k8s  k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags"
 build kwok                    tools/kwok sigs.k8s.io/kwok/cmd/kwok
 echo "$kwok_version" > "$out/kwok.version"
 echo "$out"

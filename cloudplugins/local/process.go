@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -59,33 +60,71 @@ func alive(pid int, marker string) bool {
 	return bytes.Contains(cmdline, []byte("\x00"+marker+"\x00")) || bytes.HasSuffix(cmdline, []byte("\x00"+marker))
 }
 
-// stopGroup sends SIGTERM to pid's process group, waits up to grace for it
-// to go, then SIGKILLs the group.
+// sessionMembers lists the live processes of session sid. A long-lived
+// process of the local cloud leads its own session (Setsid), and everything
+// it starts stays in that session even in other process groups (the
+// kubelet stand-in gives each container its own group), so a session is
+// everything a VM runs.
+func sessionMembers(sid int) []int {
+	var pids []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(data, ')')
+		if i < 0 {
+			continue
+		}
+		// After the command: state ppid pgrp session ...
+		fields := strings.Fields(string(data[i+1:]))
+		if len(fields) < 4 || fields[0] == "Z" || fields[0] == "X" {
+			continue
+		}
+		if s, err := strconv.Atoi(fields[3]); err == nil && s == sid {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// stopGroup stops the session led by pid: SIGTERM to its process group
+// (the supervisor and what it runs directly, which stop their own
+// children), then, after grace, SIGKILL to every process left in the
+// session: a cloud's ACPI shutdown followed by power off.
 func stopGroup(pid int, marker string, grace time.Duration) {
 	if !alive(pid, marker) {
 		return
 	}
 	syscall.Kill(-pid, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !alive(pid, marker) {
-			return
-		}
+	for time.Now().Before(deadline) && len(sessionMembers(pid)) > 0 {
 		time.Sleep(20 * time.Millisecond)
 	}
-	syscall.Kill(-pid, syscall.SIGKILL)
-	for i := 0; i < 100 && alive(pid, marker); i++ {
-		time.Sleep(20 * time.Millisecond)
+	killSession(pid)
+}
+
+// killGroup SIGKILLs every process of pid's session at once: a VM losing
+// power.
+func killGroup(pid int, marker string) {
+	if alive(pid, marker) {
+		killSession(pid)
 	}
 }
 
-// killGroup SIGKILLs pid's process group at once: a VM losing power.
-func killGroup(pid int, marker string) {
-	if alive(pid, marker) {
-		syscall.Kill(-pid, syscall.SIGKILL)
-		for i := 0; i < 100 && alive(pid, marker); i++ {
-			time.Sleep(20 * time.Millisecond)
+func killSession(sid int) {
+	for i := 0; i < 100; i++ {
+		members := sessionMembers(sid)
+		if len(members) == 0 {
+			return
 		}
+		for _, m := range members {
+			syscall.Kill(m, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -67,10 +67,6 @@ the VM. Waits for /readyz through the VM's public address and writes an admin
 kubeconfig that points at it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cloud, err := local.New(local.Config{StateDir: *stateDir})
-			if err != nil {
-				return err
-			}
 			if opts.AgentBinary == "" || opts.CloudBinary == "" {
 				self, err := os.Executable()
 				if err != nil {
@@ -83,6 +79,11 @@ kubeconfig that points at it.`,
 				if opts.CloudBinary == "" {
 					opts.CloudBinary = filepath.Join(dir, "triad-cloud-local")
 				}
+			}
+			// The local cloud's long-lived processes are triad-cloud-local.
+			cloud, err := local.New(local.Config{StateDir: *stateDir, Binary: opts.CloudBinary})
+			if err != nil {
+				return err
 			}
 			opts.PKI = pki.Dir{Path: g.pkiDir}
 			if _, err := os.Stat(opts.PKI.CAFile()); os.IsNotExist(err) {
