@@ -87,4 +87,3 @@ func TestLocalClusterCreate(t *testing.T) {
 		t.Errorf("kube-apiserver version %q", health.Health.KubernetesVersion)
 	}
 }
-
