@@ -3,11 +3,23 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/triad-k8s/triad/coordinator/loadclient"
 )
 
 // TestLocalClusterCreate creates a single-node control plane in the local
@@ -31,7 +43,7 @@ func TestLocalClusterCreate(t *testing.T) {
 	})
 	start := time.Now()
 	r := triad(t, "local", "cluster", "create", "--name", "e2e", "--state-dir", stateDir, "--pki-dir", pkiDir,
-		"--bin-dir", k8sBin, "--kubeconfig", filepath.Join(work, "kubeconfig"), "--timeout", "4m", "-o", "json",
+		"--bin-dir", k8sBin, "--kubeconfig", filepath.Join(work, "kubeconfig"), "--timeout", "4m", "-o", "json", "--kwok-nodes", "3",
 		"--agent-binary", filepath.Join(binDir, "triad-agent"), "--cloud-binary", filepath.Join(binDir, "triad-cloud-local"))
 	if r.err != nil {
 		logs, _ := filepath.Glob(filepath.Join(stateDir, "vms/*/disk/var/log/pods/*.log"))
@@ -46,7 +58,9 @@ func TestLocalClusterCreate(t *testing.T) {
 	}
 	t.Logf("local cluster create took %s\n%s", time.Since(start).Round(time.Second), r.stderr)
 	var out struct {
-		PrivateIP, PublicIP, Kubeconfig string
+		PrivateIP  string `json:"privateIP"`
+		PublicIP   string `json:"publicIP"`
+		Kubeconfig string `json:"kubeconfig"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		t.Fatalf("output %q: %v", r.stdout, err)
@@ -85,5 +99,128 @@ func TestLocalClusterCreate(t *testing.T) {
 	}
 	if health.Health.KubernetesVersion != "v1.36.3" {
 		t.Errorf("kube-apiserver version %q", health.Health.KubernetesVersion)
+	}
+
+	// Through the public address, as a user: kwok nodes Ready, a
+	// Deployment's pods Running on them, CRUD, and 30s of live load
+	// through both addresses without a failure or a lost write.
+	kc, err := os.ReadFile(out.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(public.Host, out.PublicIP) {
+		t.Fatalf("admin kubeconfig points at %s, want the public address %s", public.Host, out.PublicIP)
+	}
+	client := kubernetes.NewForConfigOrDie(public)
+	ctx := t.Context()
+	eventuallyE2E(t, 2*time.Minute, "3 kwok nodes Ready", func() error {
+		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		if ready != 3 {
+			return fmt.Errorf("%d of %d nodes Ready", ready, len(nodes.Items))
+		}
+		return nil
+	})
+	replicas := int32(3)
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{"type": "kwok"},
+					Containers:   []corev1.Container{{Name: "web", Image: "example/web:1"}},
+				},
+			},
+		},
+	}
+	if _, err := client.AppsV1().Deployments("default").Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyE2E(t, 2*time.Minute, "3 pods Running on kwok nodes", func() error {
+		pods, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && strings.HasPrefix(p.Spec.NodeName, "kwok-node-") {
+				running++
+			}
+		}
+		if running != 3 {
+			return fmt.Errorf("%d of %d pods Running", running, len(pods.Items))
+		}
+		return nil
+	})
+
+	cms := client.CoreV1().ConfigMaps("default")
+	cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "crud"}, Data: map[string]string{"v": "1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["v"] = "2"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cms.Get(ctx, "crud", metav1.GetOptions{}); err != nil || got.Data["v"] != "2" {
+		t.Fatalf("read back after update: %v %v", got, err)
+	}
+	if err := cms.Delete(ctx, "crud", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	private := rest.CopyConfig(public)
+	private.Host = "https://" + out.PrivateIP + ":6443"
+	loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	report, err := loadclient.Run(loadCtx, []loadclient.Target{{Name: "private", Config: private}, {Name: "public", Config: public}}, loadclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(report.Failures) != 0 {
+		t.Errorf("%d failed requests, first: %+v", len(report.Failures), report.Failures[0])
+	}
+	if len(report.Acked) < 50 || report.Reads == 0 || report.WatchEvents == 0 {
+		t.Errorf("load too thin to prove anything: %d writes, %d reads, %d watch events", len(report.Acked), report.Reads, report.WatchEvents)
+	}
+	missing, err := loadclient.Missing(ctx, public, "", report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) != 0 {
+		t.Errorf("acknowledged writes missing: %v", missing)
+	}
+	t.Logf("load: %d acknowledged writes, %d reads, %d watch events, %d failures", len(report.Acked), report.Reads, report.WatchEvents, len(report.Failures))
+}
+
+func eventuallyE2E(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

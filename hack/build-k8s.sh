@@ -3,7 +3,7 @@
 # sources (tools/k8s/go.mod, tools/kwok/go.mod) into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/triad/bin/<kubernetes version>/
 # once per version: etcd, etcdctl, etcdutl, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubeadm and kwok. Nothing is
+# kube-controller-manager, kube-scheduler, kubeadm, kubectl and kwok. Nothing is
 # downloaded but Go modules. The Kubernetes build takes about 8 minutes on a
 # cold 2-core machine; a warm cache returns at once.
 #
@@ -40,6 +40,14 @@ build kube-apiserver          tools/k8s  k8s.io/kubernetes/cmd/kube-apiserver "$
 build kube-controller-manager tools/k8s  k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build kube-scheduler          tools/k8s  k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build kubeadm                 tools/k8s  k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags"
+build kubectl                 tools/k8s  k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 build kwok                    tools/kwok sigs.k8s.io/kwok/cmd/kwok
 echo "$kwok_version" > "$out/kwok.version"
+# kwok refuses to act without Stage objects: take the node-initialize,
+# node-heartbeat-with-lease and pod stages its module ships.
+stages=$(cd tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+         pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+  echo "---"; cat "$stages/$f"
+done > "$out/kwok-stages.yaml"
 echo "$out"

@@ -63,13 +63,22 @@ kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
 step "5. a single-node control plane in the local cloud (kubeadm layout, real etcd and kube-apiserver)"
 s=$SECONDS
 created=$(triad local cluster create --name demo --state-dir "$state" --kubeconfig "$work/kubeconfig" -o json \
-  --agent-binary "$dist/triad-agent" --cloud-binary "$dist/triad-cloud-local" --bin-dir "$K8S_BIN")
+  --agent-binary "$dist/triad-agent" --cloud-binary "$dist/triad-cloud-local" --bin-dir "$K8S_BIN" --kwok-nodes 3)
 echo "$created"
 echo "(took $((SECONDS - s))s)"
 private=$(printf '%s' "$created" | grep -o '"privateIP": *"[^"]*"' | cut -d'"' -f4)
 
 step "6. the node as its triad-agent sees it (real etcd, real kube-apiserver, static pods over CRI)"
 triad agent health --endpoint "$private:9443" --cluster demo --as observer/dashboards
+
+step "7. through the public address: kwok nodes and a Deployment's pods on them"
+kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$work/kubeconfig" "$@"; }
+kubectl create deployment web --image=example/web:1 --replicas=3 >/dev/null
+kubectl patch deployment web -p '{"spec":{"template":{"spec":{"nodeSelector":{"type":"kwok"}}}}}' >/dev/null
+kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >/dev/null
+kubectl rollout status deployment/web --timeout=120s
+kubectl get nodes -o wide
+kubectl get pods -o wide
 
 if [ -n "${DEMO_KEEP:-}" ]; then
   echo; echo "left running; remove with: $dist/triad local down --state-dir $state"

@@ -40,7 +40,7 @@ func spawn(binary string, args []string, logPath string) (int, error) {
 }
 
 // alive reports whether pid runs and is the process started with marker
-// among its arguments (pids are reused).
+// as its program or among its arguments (pids are reused).
 func alive(pid int, marker string) bool {
 	if pid <= 0 {
 		return false
@@ -57,7 +57,8 @@ func alive(pid int, marker string) bool {
 	if err != nil {
 		return false
 	}
-	return bytes.Contains(cmdline, []byte("\x00"+marker+"\x00")) || bytes.HasSuffix(cmdline, []byte("\x00"+marker))
+	return bytes.Contains(cmdline, []byte("\x00"+marker+"\x00")) || bytes.HasSuffix(cmdline, []byte("\x00"+marker)) ||
+		bytes.HasPrefix(cmdline, []byte(marker+"\x00"))
 }
 
 // sessionMembers lists the live processes of session sid. A long-lived

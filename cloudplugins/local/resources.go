@@ -444,9 +444,29 @@ func (c *Cloud) KillVM(id string) error {
 	})
 }
 
+// RunAux starts argv as a long-lived process of the local cloud, outside
+// any VM (kwok's simulated kubelets run this way), replacing a process of
+// the same name. Down stops it.
+func (c *Cloud) RunAux(name string, argv []string) error {
+	return c.st.update(func(s *state) error {
+		if old, ok := s.Aux[name]; ok {
+			stopGroup(old.PID, old.Binary, 10*time.Second) // before the new one binds the same ports
+		}
+		pid, err := spawn(argv[0], argv[1:], filepath.Join(c.cfg.StateDir, "aux", name+".log"))
+		if err != nil {
+			return err
+		}
+		s.Aux[name] = auxProcess{PID: pid, Binary: argv[0]}
+		return nil
+	})
+}
+
 // Down stops every process of the local cloud and removes its state.
 func (c *Cloud) Down() error {
 	err := c.st.view(func(s *state) error {
+		for _, a := range s.Aux {
+			s.later(stopLater(a.PID, a.Binary, 10*time.Second))
+		}
 		for _, lb := range s.LoadBalancers {
 			s.later(stopLater(lb.PID, lb.ID, 5*time.Second))
 		}

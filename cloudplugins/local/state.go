@@ -27,6 +27,9 @@ type state struct {
 	Tokens map[string]string `json:"tokens"`
 	// Faults are calls that fail once, set through the admin interface.
 	Faults map[string]int `json:"faults"`
+	// Aux are other long-lived processes of the local cloud (kwok), by
+	// name, stopped by Down.
+	Aux map[string]auxProcess `json:"aux"`
 
 	// after holds actions that wait on processes; they run once the lock
 	// is released, because the processes themselves read the state.
@@ -35,6 +38,13 @@ type state struct {
 
 // later queues f to run after the state is saved and unlocked.
 func (s *state) later(f func()) { s.after = append(s.after, f) }
+
+// auxProcess is a long-lived process outside any VM; Binary tells it from
+// another process that reuses its pid.
+type auxProcess struct {
+	PID    int
+	Binary string
+}
 
 type instance struct {
 	ID, Name, Zone, Image string
@@ -104,6 +114,9 @@ func (s *state) init() {
 	}
 	if s.Faults == nil {
 		s.Faults = map[string]int{}
+	}
+	if s.Aux == nil {
+		s.Aux = map[string]auxProcess{}
 	}
 }
 

@@ -52,6 +52,7 @@ func newLocalClusterCommand(g *globals, stateDir *string) *cobra.Command {
 	opts := localcluster.Options{}
 	var kubeconfig string
 	var timeout time.Duration
+	var kwokNodes int
 	cmd := &cobra.Command{
 		Use:   "cluster",
 		Short: "Single-node Kubernetes control planes in the local cloud",
@@ -102,6 +103,12 @@ kubeconfig that points at it.`,
 			if err := os.WriteFile(kubeconfig, c.AdminKubeconfig, 0o600); err != nil {
 				return err
 			}
+			if kwokNodes > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  starting kwok with %d simulated nodes\n", kwokNodes)
+				if err := localcluster.StartKwok(ctx, cloud, c, opts.BinDir, kwokNodes); err != nil {
+					return err
+				}
+			}
 			return g.print(cmd.OutOrStdout(), map[string]string{"instance": c.Instance.ID, "privateIP": c.Instance.PrivateIP, "publicIP": c.Instance.PublicIP, "kubeconfig": kubeconfig}, func(w io.Writer) {
 				fmt.Fprintf(w, "cluster %s ready on %s (public %s); admin kubeconfig: %s\n", opts.Name, c.Instance.PrivateIP, c.Instance.PublicIP, kubeconfig)
 			})
@@ -115,6 +122,7 @@ kubeconfig that points at it.`,
 	f.StringVar(&opts.CloudBinary, "cloud-binary", "", "triad-cloud-local binary (default: next to triad)")
 	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "kube-controller-manager --node-monitor-grace-period (0 keeps the default)")
 	f.StringVar(&kubeconfig, "kubeconfig", "kubeconfig", "where to write the admin kubeconfig")
+	f.IntVar(&kwokNodes, "kwok-nodes", 0, "simulated nodes (kwok) to add, connecting through the private address")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the control plane")
 	create.PreRunE = func(cmd *cobra.Command, _ []string) error {
 		if opts.BinDir == "" {

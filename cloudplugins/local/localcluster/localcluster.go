@@ -23,6 +23,12 @@ import (
 	"strings"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/triad-k8s/triad/agent/atomicfile"
 	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/manifests"
@@ -62,8 +68,9 @@ type Options struct {
 // Cluster is a created cluster.
 type Cluster struct {
 	Instance sdk.Instance
-	// AdminKubeconfig points at the VM's public address.
-	AdminKubeconfig []byte
+	// AdminKubeconfig points at the VM's public address;
+	// PrivateKubeconfig at its private one, where kubelets connect.
+	AdminKubeconfig, PrivateKubeconfig []byte
 	// CAFile is the cluster CA inside the VM's disk.
 	CAFile string
 }
@@ -108,12 +115,15 @@ func Create(ctx context.Context, cloud *local.Cloud, opts Options) (*Cluster, er
 		return nil, fmt.Errorf("kube-apiserver of %s not ready (logs in %s/var/log/pods): %w", inst.ID, disk, err)
 	}
 	step("ready after %s", time.Since(start).Round(time.Second))
+	if err := bindClusterAdmins(ctx, filepath.Join(disk, "etc/kubernetes/super-admin.conf")); err != nil {
+		return nil, err
+	}
 	admin, err := os.ReadFile(filepath.Join(disk, "etc/kubernetes/admin.conf"))
 	if err != nil {
 		return nil, err
 	}
-	admin = []byte(strings.ReplaceAll(string(admin), "https://"+inst.PrivateIP+":6443", "https://"+inst.PublicIP+":6443"))
-	return &Cluster{Instance: inst, AdminKubeconfig: admin, CAFile: caFile}, nil
+	public := []byte(strings.ReplaceAll(string(admin), "https://"+inst.PrivateIP+":6443", "https://"+inst.PublicIP+":6443"))
+	return &Cluster{Instance: inst, AdminKubeconfig: public, PrivateKubeconfig: admin, CAFile: caFile}, nil
 }
 
 // writeImage records the control-plane image: triad-agent first, then the
@@ -260,6 +270,33 @@ apiServer:
 		if err := atomicfile.Write(filepath.Join(disk, "etc/triad/pki", dst), data, 0o600); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// bindClusterAdmins does what 'kubeadm init' does after its phases: bind
+// the group of admin.conf's user to cluster-admin, using super-admin.conf
+// (system:masters). Without it admin.conf can do nothing.
+func bindClusterAdmins(ctx context.Context, superAdmin string) error {
+	data, err := os.ReadFile(superAdmin)
+	if err != nil {
+		return err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubeadm:cluster-admins"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "kubeadm:cluster-admins"}},
+	}
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("binding kubeadm:cluster-admins to cluster-admin: %w", err)
 	}
 	return nil
 }
