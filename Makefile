@@ -43,7 +43,7 @@ $(CRICTL): # keyed by version in its path: built once per version, not per clone
 	cd tools/crictl && $(GO) build -o $@ sigs.k8s.io/cri-tools/cmd/crictl
 
 .PHONY: k8s-binaries
-k8s-binaries: ## Build etcd, kube-apiserver, kcm, scheduler, kubeadm, kwok from pinned sources into the cache.
+k8s-binaries: ## Build etcd, kube-apiserver, kcm, scheduler, kubeadm, kubectl, kwok from pinned sources into the cache.
 	./hack/build-k8s.sh
 
 .PHONY: tools
