@@ -56,15 +56,6 @@ func (r *CRIRuntime) RunningContainers(ctx context.Context, name string) ([]stri
 	return ids, nil
 }
 
-// Version returns the runtime's name and version, for health reports.
-func (r *CRIRuntime) Version(ctx context.Context) (string, error) {
-	v, err := r.svc.Version(ctx, "v1")
-	if err != nil {
-		return "", err
-	}
-	return v.RuntimeName + " " + v.RuntimeVersion, nil
-}
-
 // LazyCRIRuntime connects to the CRI socket on first use and keeps the
 // connection, so the agent can start before the container runtime does.
 type LazyCRIRuntime struct {

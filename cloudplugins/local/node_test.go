@@ -3,7 +3,6 @@ package local_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -154,5 +153,5 @@ func waitPods(t *testing.T, ip string, files agentauth.TLSFiles, want map[string
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("agent at %s: static pods not %v: %v", ip, want, errors.Join(last))
+	t.Fatalf("agent at %s: static pods not %v: %v", ip, want, last)
 }

@@ -47,9 +47,6 @@ var ErrExists = atomicfile.ErrExists
 // Dir is a PKI directory.
 type Dir struct {
 	Path string
-	// Now returns the current time; tests set it to issue expired or
-	// not-yet-valid certificates. Nil means time.Now.
-	Now func() time.Time
 }
 
 // Issued describes a certificate written to disk.
@@ -65,13 +62,6 @@ type Issued struct {
 	NotAfter time.Time `json:"notAfter"`
 	// SHA256 is the fingerprint of the DER certificate, in hex.
 	SHA256 string `json:"sha256"`
-}
-
-func (d Dir) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
-	}
-	return time.Now()
 }
 
 // CAFile is the path of the CA certificate.
@@ -101,7 +91,7 @@ func (d Dir) Init(commonName string, validity time.Duration) (Issued, error) {
 	if err != nil {
 		return Issued{}, fmt.Errorf("generating CA key: %w", err)
 	}
-	now := d.now()
+	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"triad"}},
@@ -161,7 +151,7 @@ func (d Dir) Issue(req IssueRequest) (Issued, error) {
 	if err != nil {
 		return Issued{}, fmt.Errorf("generating key: %w", err)
 	}
-	now := d.now()
+	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
 		Subject: pkix.Name{
