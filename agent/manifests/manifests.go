@@ -197,6 +197,11 @@ func RewriteAPIServer(p *Pod, a APIServer) error {
 	}
 	if old != "" {
 		p.rewriteProbeHosts(old, a.AdvertiseAddress)
+		// A node that binds its own address (rather than 0.0.0.0) must bind
+		// the new one.
+		if bind, ok := p.Flag("bind-address"); ok && bind == old {
+			p.SetFlag("bind-address", a.AdvertiseAddress)
+		}
 	}
 	return nil
 }

@@ -170,3 +170,22 @@ func TestBadInputChangesNoManifest(t *testing.T) {
 		}
 	}
 }
+
+func TestRewriteAPIServerMovesABindAddressPinnedToTheNode(t *testing.T) {
+	for _, tc := range []struct{ bind, want string }{
+		{"10.0.0.10", "10.0.1.21"}, // pinned to the node's address: follows it
+		{"0.0.0.0", "0.0.0.0"},     // wildcard: left alone
+	} {
+		p, err := manifests.Read(copyManifest(t, "kube-apiserver.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.SetFlag("bind-address", tc.bind)
+		if err := manifests.RewriteAPIServer(p, manifests.APIServer{AdvertiseAddress: "10.0.1.21", EtcdServers: []string{"https://127.0.0.1:2379"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := p.Flag("bind-address"); got != tc.want {
+			t.Errorf("bind-address %s: got %s, want %s", tc.bind, got, tc.want)
+		}
+	}
+}

@@ -52,13 +52,13 @@ type Config struct {
 	// default: this executable.
 	Binary string `json:"binary"`
 	// ImagesDir holds <image>.json files; default <StateDir>/images.
-	ImagesDir string `json:"imagesDir"`
+	ImagesDir string `json:"imagesDir,omitempty"`
 	// PrivatePrefix and PublicPrefix are the first three octets of the
 	// address pools; defaults 127.0.10 and 127.0.20.
-	PrivatePrefix string `json:"privatePrefix"`
-	PublicPrefix  string `json:"publicPrefix"`
+	PrivatePrefix string `json:"privatePrefix,omitempty"`
+	PublicPrefix  string `json:"publicPrefix,omitempty"`
 	// ForwardPorts are the ports a public address forwards; default 6443.
-	ForwardPorts []int `json:"forwardPorts"`
+	ForwardPorts []int `json:"forwardPorts,omitempty"`
 }
 
 // WithDefaults fills unset fields.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
@@ -441,6 +442,18 @@ func (c *Cloud) KillVM(id string) error {
 		}
 		killGroup(in.PID, in.ID)
 		return nil
+	})
+}
+
+// SignalAux sends sig to the auxiliary process name (tests freeze kwok's
+// kubelets with SIGSTOP and thaw them with SIGCONT).
+func (c *Cloud) SignalAux(name string, sig syscall.Signal) error {
+	return c.st.view(func(s *state) error {
+		a, ok := s.Aux[name]
+		if !ok {
+			return fmt.Errorf("%w: no auxiliary process %q", sdk.ErrNotFound, name)
+		}
+		return syscall.Kill(-a.PID, sig)
 	})
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -10,8 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/cloudplugins/local"
 	"github.com/triad-k8s/triad/cloudplugins/local/localcluster"
+	"github.com/triad-k8s/triad/coordinator/config"
 	"github.com/triad-k8s/triad/coordinator/pki"
 )
 
@@ -50,7 +53,7 @@ processes that outlive every triad command; 'triad local down' removes them.`,
 
 func newLocalClusterCommand(g *globals, stateDir *string) *cobra.Command {
 	opts := localcluster.Options{}
-	var kubeconfig string
+	var kubeconfig, clusterConfig string
 	var timeout time.Duration
 	var kwokNodes int
 	cmd := &cobra.Command{
@@ -103,14 +106,19 @@ kubeconfig that points at it.`,
 			if err := os.WriteFile(kubeconfig, c.AdminKubeconfig, 0o600); err != nil {
 				return err
 			}
+			cfgPath, err := writeClusterConfig(clusterConfig, kubeconfig, cloud, c, opts)
+			if err != nil {
+				return err
+			}
 			if kwokNodes > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "  starting kwok with %d simulated nodes\n", kwokNodes)
 				if err := localcluster.StartKwok(ctx, cloud, c, opts.BinDir, kwokNodes); err != nil {
 					return err
 				}
 			}
-			return g.print(cmd.OutOrStdout(), map[string]string{"instance": c.Instance.ID, "privateIP": c.Instance.PrivateIP, "publicIP": c.Instance.PublicIP, "kubeconfig": kubeconfig}, func(w io.Writer) {
+			return g.print(cmd.OutOrStdout(), map[string]string{"instance": c.Instance.ID, "privateIP": c.Instance.PrivateIP, "publicIP": c.Instance.PublicIP, "kubeconfig": kubeconfig, "clusterConfig": cfgPath}, func(w io.Writer) {
 				fmt.Fprintf(w, "cluster %s ready on %s (public %s); admin kubeconfig: %s\n", opts.Name, c.Instance.PrivateIP, c.Instance.PublicIP, kubeconfig)
+				fmt.Fprintf(w, "cluster config for 'triad migrate': %s\n", cfgPath)
 			})
 		},
 	}
@@ -122,6 +130,7 @@ kubeconfig that points at it.`,
 	f.StringVar(&opts.CloudBinary, "cloud-binary", "", "triad-cloud-local binary (default: next to triad)")
 	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "kube-controller-manager --node-monitor-grace-period (0 keeps the default)")
 	f.StringVar(&kubeconfig, "kubeconfig", "kubeconfig", "where to write the admin kubeconfig")
+	f.StringVar(&clusterConfig, "cluster-config", "cluster.yaml", "where to write the cluster config ('triad migrate -f')")
 	f.IntVar(&kwokNodes, "kwok-nodes", 0, "simulated nodes (kwok) to add, connecting through the private address")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the control plane")
 	create.PreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -136,4 +145,39 @@ kubeconfig that points at it.`,
 	}
 	cmd.AddCommand(create)
 	return cmd
+}
+
+// writeClusterConfig writes the cluster config a migration of the new
+// cluster needs: the local cloud plugin, the VM and its addresses, the
+// coordinator's certificate (issued if missing) and the admin kubeconfig.
+func writeClusterConfig(path, kubeconfig string, cloud *local.Cloud, c *localcluster.Cluster, opts localcluster.Options) (string, error) {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		return a
+	}
+	cert, key := opts.PKI.LeafFiles(agentauth.RoleCoordinator, "default")
+	if _, err := os.Stat(cert); os.IsNotExist(err) {
+		if _, err := opts.PKI.Issue(pki.IssueRequest{Role: agentauth.RoleCoordinator, Name: "default"}); err != nil {
+			return "", err
+		}
+	}
+	cloudCfg, err := json.Marshal(local.Config{StateDir: cloud.StateDir(), Binary: abs(opts.CloudBinary)})
+	if err != nil {
+		return "", err
+	}
+	cfg := &config.Cluster{
+		APIVersion: config.APIVersion, Kind: config.Kind, Name: opts.Name,
+		Cloud: config.Cloud{Plugin: abs(opts.CloudBinary), Config: cloudCfg},
+		ControlPlane: config.ControlPlane{Instance: c.Instance.ID, Zones: local.Zones,
+			PrivateAddress: c.Instance.PrivateIP, PublicAddress: c.Instance.PublicIP},
+		Agent:      config.Agent{TLS: config.TLS{Cert: abs(cert), Key: abs(key), CA: abs(opts.PKI.CAFile())}},
+		Kubeconfig: abs(kubeconfig),
+		// Next to the local cloud's state: 'triad local down' removes both.
+		StateDir: filepath.Join(cloud.StateDir(), "clusters", opts.Name),
+	}
+	path = abs(path)
+	return path, cfg.Write(path)
 }

@@ -49,7 +49,7 @@ cluster's agents and one for this coordinator.`,
 	}
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&g.pkiDir, "pki-dir", defaultPKIDir(), "directory of triad's CA and certificates")
-	root.AddCommand(newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
+	root.AddCommand(newMigrateCommand(g), newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
 	return root
 }
 

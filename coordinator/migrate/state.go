@@ -1,0 +1,108 @@
+package migrate
+
+import (
+	"time"
+)
+
+// Kind is the journal's name for this operation.
+const Kind = "migrate"
+
+// Labels put on everything a migration creates, so that an undo finds it
+// even if the coordinator died between creating it and journaling its id.
+const (
+	LabelCluster   = "triad.dev/cluster"
+	LabelOperation = "triad.dev/operation"
+)
+
+// ControlPlanePods are the static pods of a kubeadm control-plane node.
+var ControlPlanePods = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// Node is one control-plane VM.
+type Node struct {
+	InstanceID string `json:"instanceID"`
+	Name       string `json:"name"`
+	Zone       string `json:"zone"`
+	PrivateIP  string `json:"privateIP"`
+}
+
+// Baseline is what preflight recorded about the cluster.
+type Baseline struct {
+	Revision    int64  `json:"revision"`
+	DBSizeBytes int64  `json:"dbSizeBytes"`
+	EtcdVersion string `json:"etcdVersion"`
+	// Objects counts objects per resource.
+	Objects map[string]int `json:"objects"`
+	// ReadyNodes are the nodes Ready at preflight (the old control-plane
+	// node excluded); each must heartbeat through the new endpoint before
+	// the controllers start.
+	ReadyNodes []string             `json:"readyNodes"`
+	LeaseRenew map[string]time.Time `json:"leaseRenew"`
+	// PodUIDs maps namespace/name to uid.
+	PodUIDs map[string]string `json:"podUIDs"`
+}
+
+// Snapshot is the etcd snapshot in the coordinator's store.
+type Snapshot struct {
+	ID          string `json:"id"`
+	Path        string `json:"path"`
+	SHA256      string `json:"sha256"`
+	SizeBytes   int64  `json:"sizeBytes"`
+	Revision    int64  `json:"revision"`
+	EtcdVersion string `json:"etcdVersion"`
+}
+
+// Postflight is what the last step found.
+type Postflight struct {
+	Members          int            `json:"members"`
+	Revision         int64          `json:"revision"`
+	Objects          map[string]int `json:"objects"`
+	ControllerLeader string         `json:"controllerManagerLeader"`
+	SchedulerLeader  string         `json:"schedulerLeader"`
+	NotReady         []string       `json:"notReady,omitempty"`
+	PodsChanged      []string       `json:"podsChanged,omitempty"`
+	// StaleLeases are the old kube-apiserver's identity leases, deleted.
+	StaleLeases []string `json:"staleLeasesRemoved,omitempty"`
+}
+
+// State is a migration's journaled state.
+type State struct {
+	Cluster string `json:"cluster"`
+	// Original is the single control-plane node.
+	Original         Node     `json:"original"`
+	Image            string   `json:"image"`
+	Zones            []string `json:"zones"`
+	PrivateAddressID string   `json:"privateAddressID"`
+	PrivateIP        string   `json:"privateIP"`
+	PublicAddressID  string   `json:"publicAddressID"`
+	PublicIP         string   `json:"publicIP"`
+	Baseline         Baseline `json:"baseline"`
+	// StoppedAt is when kube-apiserver was stopped: the start of the
+	// write-unavailability window.
+	StoppedAt      *time.Time `json:"stoppedAt,omitempty"`
+	StableRevision int64      `json:"stableRevision"`
+	Snapshot       *Snapshot  `json:"snapshot,omitempty"`
+	DiskSnapshotID string     `json:"diskSnapshotID,omitempty"`
+	Nodes          []Node     `json:"nodes,omitempty"`
+	InternalLB     string     `json:"internalLB,omitempty"`
+	PublicLB       string     `json:"publicLB,omitempty"`
+	ClusterToken   string     `json:"clusterToken,omitempty"`
+	// OpenedAt is when traffic was admitted (the point of no return);
+	// FirstWriteAt when the first write through the public load balancer
+	// succeeded.
+	OpenedAt             *time.Time `json:"openedAt,omitempty"`
+	FirstWriteAt         *time.Time `json:"firstWriteAt,omitempty"`
+	ControllersStartedAt *time.Time `json:"controllersStartedAt,omitempty"`
+	// WindowSeconds is the write-unavailability window: StoppedAt to
+	// FirstWriteAt.
+	WindowSeconds float64     `json:"windowSeconds,omitempty"`
+	Postflight    *Postflight `json:"postflight,omitempty"`
+}
+
+func (s *State) labels(op string) map[string]string {
+	return map[string]string{LabelCluster: s.Cluster, LabelOperation: op}
+}
+
+func now() *time.Time {
+	t := time.Now().UTC()
+	return &t
+}
