@@ -58,10 +58,14 @@ func Plan(e *Env) engine.Plan[State] {
 			UndoSummary: "start them again",
 			Do:          e.stopControlPlane, Verify: e.revisionStable, Undo: e.startOriginalPods},
 		{Name: StepSnapshotEtcd, Summary: "stream an etcd snapshot to the coordinator's store, verified with its sha256",
-			Touches: func(s *State) []string { return []string{"etcd of " + s.Original.InstanceID + " (read)", "snapshot store"} },
-			Do:      e.snapshotEtcd, UndoSummary: "keep the snapshot"},
+			Touches: func(s *State) []string {
+				return []string{"etcd of " + s.Original.InstanceID + " (read)", "snapshot store"}
+			},
+			Do: e.snapshotEtcd, UndoSummary: "keep the snapshot"},
 		{Name: StepStopVM, Summary: "stop etcd and the VM; release its static private and public addresses",
-			Touches:     func(s *State) []string { return []string{"instance " + s.Original.InstanceID, "address " + s.PrivateIP, "address " + s.PublicIP} },
+			Touches: func(s *State) []string {
+				return []string{"instance " + s.Original.InstanceID, "address " + s.PrivateIP, "address " + s.PublicIP}
+			},
 			UndoSummary: "re-attach the addresses, start the VM and every static pod, wait for kube-apiserver",
 			Do:          e.stopVM, Verify: e.vmStopped, Undo: e.restartOriginal},
 		{Name: StepSnapshotDisk, Summary: "snapshot the stopped VM's data disk",
@@ -84,8 +88,10 @@ func Plan(e *Env) engine.Plan[State] {
 			Do:          e.restoreEtcd, Verify: e.gatesClosed},
 		{Name: StepOpenTraffic, PointOfNoReturn: true,
 			Summary: "POINT OF NO RETURN: open gates and admit LB traffic; wait for every kubelet's heartbeat through the new endpoint, then start kube-controller-manager and kube-scheduler",
-			Touches: func(s *State) []string { return []string{"gates of the 3 nodes", "both load balancers", "ConfigMap kube-system/" + ProbeConfigMap} },
-			Do:      e.openTraffic, Verify: e.allPodsRunning},
+			Touches: func(s *State) []string {
+				return []string{"gates of the 3 nodes", "both load balancers", "ConfigMap kube-system/" + ProbeConfigMap}
+			},
+			Do: e.openTraffic, Verify: e.allPodsRunning},
 		{Name: StepPostflight, Summary: "3 voting members, revision and object counts ≥ baseline, controller leaders, no node NotReady, no pod replaced; commit the restores",
 			Touches: func(s *State) []string { return []string{"old etcd data kept aside on the new nodes (deleted)"} },
 			Do:      e.postflight},

@@ -1,0 +1,727 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/triad-k8s/triad/cloudplugins/local"
+	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/engine"
+	"github.com/triad-k8s/triad/coordinator/loadclient"
+	"github.com/triad-k8s/triad/coordinator/migrate"
+)
+
+// cluster is a single-node local cluster with kwok nodes and a Deployment.
+type cluster struct {
+	name, work, stateDir, pkiDir, cfgPath string
+	instance, privateIP, publicIP         string
+	cloud                                 *local.Cloud
+	public, private                       *rest.Config
+	client                                kubernetes.Interface
+}
+
+func needK8s(t *testing.T) string {
+	t.Helper()
+	k8sBin := os.Getenv("TRIAD_K8S_BIN")
+	if k8sBin == "" {
+		t.Skip("TRIAD_K8S_BIN is not set; 'make e2e' builds the control-plane binaries and sets it")
+	}
+	return k8sBin
+}
+
+// newCluster creates the cluster, waits for its kwok nodes to be Ready and
+// a 3-replica Deployment to run on them. Teardown removes everything and
+// asserts no process is left.
+func newCluster(t *testing.T, kwokNodes int) *cluster {
+	t.Helper()
+	k8sBin := needK8s(t)
+	work := t.TempDir()
+	c := &cluster{name: "e2e", work: work, stateDir: filepath.Join(work, "localcloud"), pkiDir: filepath.Join(work, "pki"), cfgPath: filepath.Join(work, "cluster.yaml")}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, c.stateDir)
+		}
+		if r := triad(t, "local", "down", "--state-dir", c.stateDir); r.err != nil {
+			t.Errorf("local down: %v %s", r.err, r.stderr)
+		}
+		if n := processesFor(c.stateDir); n != 0 {
+			t.Errorf("%d processes left after local down", n)
+		}
+	})
+	// kube-controller-manager's node-monitor-grace-period is 20s (above
+	// kwok's 10s lease renewals) so that the negative control shows its
+	// effect within a test.
+	r := triad(t, "local", "cluster", "create", "--name", c.name, "--state-dir", c.stateDir, "--pki-dir", c.pkiDir,
+		"--bin-dir", k8sBin, "--kubeconfig", filepath.Join(work, "kubeconfig"), "--cluster-config", c.cfgPath, "--timeout", "4m", "-o", "json",
+		"--kwok-nodes", fmt.Sprint(kwokNodes), "--node-monitor-grace-period", "20s",
+		"--agent-binary", filepath.Join(binDir, "triad-agent"), "--cloud-binary", filepath.Join(binDir, "triad-cloud-local"))
+	if r.err != nil {
+		t.Fatalf("local cluster create: %v\nstdout: %s\nstderr: %s", r.err, r.stdout, r.stderr)
+	}
+	var out struct{ Instance, PrivateIP, PublicIP, Kubeconfig string }
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("output %q: %v", r.stdout, err)
+	}
+	c.instance, c.privateIP, c.publicIP = out.Instance, out.PrivateIP, out.PublicIP
+	cloud, err := local.Open(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cloud = cloud
+	kc, err := os.ReadFile(out.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.public, err = clientcmd.RESTConfigFromKubeConfig(kc); err != nil {
+		t.Fatal(err)
+	}
+	c.public.QPS, c.public.Burst = 100, 200
+	c.private = rest.CopyConfig(c.public)
+	c.private.Host = "https://" + c.privateIP + ":6443"
+	c.client = kubernetes.NewForConfigOrDie(c.public)
+	ctx := context.Background()
+	eventuallyE2E(t, 2*time.Minute, "kwok nodes Ready", func() error {
+		nodes, err := c.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+		if err != nil {
+			return err
+		}
+		if ready := countReady(nodes.Items); ready != kwokNodes {
+			return fmt.Errorf("%d of %d nodes Ready", ready, len(nodes.Items))
+		}
+		return nil
+	})
+	replicas := int32(3)
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{NodeSelector: map[string]string{"type": "kwok"}, Containers: []corev1.Container{{Name: "web", Image: "example/web:1"}}},
+			},
+		},
+	}
+	if _, err := c.client.AppsV1().Deployments("default").Create(ctx, deploy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyE2E(t, 2*time.Minute, "3 pods Running", func() error {
+		pods, err := c.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		if running != 3 {
+			return fmt.Errorf("%d of %d pods Running", running, len(pods.Items))
+		}
+		return nil
+	})
+	return c
+}
+
+func countReady(nodes []corev1.Node) int {
+	ready := 0
+	for _, n := range nodes {
+		if nodeIsReady(&n) {
+			ready++
+		}
+	}
+	return ready
+}
+
+func nodeIsReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func dumpLogs(t *testing.T, stateDir string) {
+	logs, _ := filepath.Glob(filepath.Join(stateDir, "vms/*/*.log"))
+	more, _ := filepath.Glob(filepath.Join(stateDir, "vms/*/disk/var/log/pods/*.log"))
+	for _, l := range append(logs, more...) {
+		data, _ := os.ReadFile(l)
+		if len(data) > 2000 {
+			data = data[len(data)-2000:]
+		}
+		t.Logf("%s:\n%s", l, data)
+	}
+}
+
+// migrate runs 'triad migrate <args> -f cluster.yaml'.
+func (c *cluster) migrate(t *testing.T, args ...string) result {
+	t.Helper()
+	return triad(t, append(append([]string{"migrate"}, args...), "-f", c.cfgPath)...)
+}
+
+// record reads the cluster's latest migration through 'triad migrate status'.
+func (c *cluster) record(t *testing.T) (*engine.Record, *migrate.State) {
+	t.Helper()
+	out := mustTriad(t, "migrate", "status", "-f", c.cfgPath, "-o", "json")
+	var rec engine.Record
+	if err := json.Unmarshal([]byte(out), &rec); err != nil {
+		t.Fatalf("status output %q: %v", out, err)
+	}
+	st, err := engine.LoadState[migrate.State](&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rec, st
+}
+
+// load is the live load client running through both addresses.
+type load struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	report *loadclient.Report
+	err    error
+}
+
+func (c *cluster) startLoad(t *testing.T) *load {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		l.report, l.err = loadclient.Run(ctx, []loadclient.Target{{Name: "private", Config: c.private}, {Name: "public", Config: c.public}}, loadclient.Options{Namespace: "load"})
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *load) stop() {
+	l.cancel()
+	<-l.done
+}
+
+// checkWrites stops the load and fails the test if any acknowledged write
+// is missing; it returns the report.
+func (c *cluster) checkWrites(t *testing.T, l *load) *loadclient.Report {
+	t.Helper()
+	l.stop()
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	if len(l.report.Acked) < 20 {
+		t.Fatalf("load too thin to prove anything: %d acknowledged writes", len(l.report.Acked))
+	}
+	var missing []int
+	eventuallyE2E(t, time.Minute, "reading back every acknowledged write", func() (err error) {
+		missing, err = loadclient.Missing(context.Background(), c.public, "load", l.report)
+		return err
+	})
+	if len(missing) != 0 {
+		t.Errorf("%d acknowledged writes missing: %v", len(missing), missing)
+	}
+	targets := map[string]bool{}
+	for _, e := range l.report.Acked {
+		targets[e.Target] = true
+	}
+	if !targets["private"] || !targets["public"] {
+		t.Errorf("writes acknowledged through %v, want both addresses", targets)
+	}
+	return l.report
+}
+
+// plugin opens the local cloud through its plugin binary, as triad does.
+func (c *cluster) plugin(t *testing.T) sdk.Provider {
+	t.Helper()
+	cfg, err := config.Load(c.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := sdk.Open(context.Background(), cfg.Cloud.Plugin, sdk.OpenOptions{Config: cfg.Cloud.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// assertRolledBack checks the original node serves again on both
+// addresses and nothing the migration created is left, listed through the
+// plugin.
+func (c *cluster) assertRolledBack(t *testing.T, opID string) {
+	t.Helper()
+	ctx := context.Background()
+	p := c.plugin(t)
+	labels := map[string]string{migrate.LabelOperation: opID}
+	if vms, err := p.ListInstances(ctx, labels); err != nil || len(vms) != 0 {
+		t.Errorf("instances left: %v %v", vms, err)
+	}
+	if lbs, err := p.ListLoadBalancers(ctx, nil); err != nil || len(lbs) != 0 {
+		t.Errorf("load balancers left: %v %v", lbs, err)
+	}
+	if snaps, err := p.ListDiskSnapshots(ctx, nil); err != nil || len(snaps) != 0 {
+		t.Errorf("disk snapshots left: %v %v", snaps, err)
+	}
+	all, err := p.ListInstances(ctx, nil)
+	if err != nil || len(all) != 1 || all[0].ID != c.instance || all[0].State != sdk.InstanceRunning {
+		t.Errorf("instances after rollback: %+v %v (want only %s, running)", all, err, c.instance)
+	}
+	for _, ip := range []string{c.privateIP, c.publicIP} {
+		a, err := p.GetAddress(ctx, ip)
+		if err != nil || a.InstanceID != c.instance {
+			t.Errorf("address %s: %+v %v (want attached to %s)", ip, a, err, c.instance)
+		}
+	}
+	for _, cfg := range []*rest.Config{c.public, c.private} {
+		client := kubernetes.NewForConfigOrDie(cfg)
+		eventuallyE2E(t, time.Minute, "the original node serving through "+cfg.Host, func() error {
+			_, err := client.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+			return err
+		})
+	}
+}
+
+// runMigrate starts 'triad migrate' in the background; lines of its
+// progress arrive on the returned channel.
+func (c *cluster) runMigrate(t *testing.T, args ...string) (*exec.Cmd, <-chan string, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "triad"), append(append([]string{"migrate"}, args...), "-f", c.cfgPath)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Log(sc.Text())
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, lines, &out
+}
+
+// waitLine waits for a progress line containing s.
+func waitLine(t *testing.T, lines <-chan string, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("triad exited before printing %q", s)
+			}
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no line with %q within %s", s, timeout)
+		}
+	}
+}
+
+func drain(lines <-chan string) {
+	go func() {
+		for range lines {
+		}
+	}()
+}
+
+// nodeWatch records every moment a kwok node is seen not Ready.
+type nodeWatch struct {
+	mu       sync.Mutex
+	notReady map[string]time.Time
+	cancel   context.CancelFunc
+}
+
+func (c *cluster) watchNodes(t *testing.T) *nodeWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &nodeWatch{notReady: map[string]time.Time{}, cancel: cancel}
+	t.Cleanup(cancel)
+	go func() {
+		for ctx.Err() == nil {
+			wi, err := c.client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			for ev := range wi.ResultChan() {
+				if n, ok := ev.Object.(*corev1.Node); ok && ev.Type != watch.Deleted && !nodeIsReady(n) {
+					w.mu.Lock()
+					if _, seen := w.notReady[n.Name]; !seen {
+						w.notReady[n.Name] = time.Now()
+					}
+					w.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return w
+}
+
+func (w *nodeWatch) seen() map[string]time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps(w.notReady)
+}
+
+func maps(m map[string]time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *cluster) podUIDs(t *testing.T) map[string]string {
+	t.Helper()
+	pods, err := c.client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range pods.Items {
+		out[p.Name] = string(p.UID)
+	}
+	return out
+}
+
+// freezeKubelets stops kwok's kubelets when 3.1 starts and thaws them
+// `for` later: kubelets that take longer than the node-monitor grace
+// period to reach the new endpoint, as behind a cloud load balancer that
+// takes its time to program and clients that back off.
+func (c *cluster) freezeKubelets(t *testing.T, lines <-chan string, d time.Duration) {
+	t.Helper()
+	waitLine(t, lines, "==> "+migrate.StepOpenTraffic, 5*time.Minute)
+	if err := c.cloud.SignalAux("kwok-"+c.instance, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kwok frozen for %s", d)
+	thaw := func() { c.cloud.SignalAux("kwok-"+c.instance, syscall.SIGCONT) }
+	t.Cleanup(thaw)
+	time.AfterFunc(d, thaw)
+}
+
+// TestMigrateHappyPath migrates a live single-node cluster to HA and
+// proves nothing was lost or disturbed.
+func TestMigrateHappyPath(t *testing.T) {
+	c := newCluster(t, 3)
+	uids := c.podUIDs(t)
+	nodes := c.watchNodes(t)
+	l := c.startLoad(t)
+	time.Sleep(3 * time.Second) // some writes before 1.1
+
+	cmd, lines, stdout := c.runMigrate(t, "run", "--agent-timeout", "30s", "-o", "json")
+	c.freezeKubelets(t, lines, 45*time.Second)
+	drain(lines)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("migrate run: %v\n%s", err, stdout)
+	}
+	time.Sleep(3 * time.Second) // some writes after 3.1
+	report := c.checkWrites(t, l)
+
+	rec, st := c.record(t)
+	if rec.Phase != engine.PhaseSucceeded {
+		t.Fatalf("phase %s: %s", rec.Phase, rec.Error)
+	}
+	t.Logf("write-unavailability window: %.1fs; load: %d acknowledged writes, %d failures (while the control plane was down)", st.WindowSeconds, len(report.Acked), len(report.Failures))
+	if st.WindowSeconds <= 0 || st.FirstWriteAt == nil {
+		t.Errorf("no window measured: %+v", st)
+	}
+	if !strings.Contains(mustTriad(t, "migrate", "status", "-f", c.cfgPath), "write-unavailability window") {
+		t.Error("status does not print the window")
+	}
+	// Writes acknowledged after the point of no return went through the
+	// new load balancers, on the same two addresses as before.
+	after := 0
+	for _, e := range report.Acked {
+		if e.At.After(*st.OpenedAt) {
+			after++
+		}
+	}
+	if after == 0 {
+		t.Error("no write acknowledged after 3.1")
+	}
+	if pf := st.Postflight; pf == nil || pf.Members != 3 || pf.ControllerLeader == "" || pf.SchedulerLeader == "" {
+		t.Errorf("postflight: %+v", st.Postflight)
+	}
+	// etcd: 3 voting members, seen by every new node's agent.
+	for _, n := range st.Nodes {
+		out := mustTriad(t, "agent", "health", "-o", "json", "--pki-dir", c.pkiDir, "--endpoint", n.PrivateIP+":9443", "--cluster", c.name)
+		if !strings.Contains(out, `"apiserverReady": true`) || !strings.Contains(out, `"etcdHealthy": true`) {
+			t.Errorf("%s health: %s", n.Name, out)
+		}
+	}
+	if got := len(st.Nodes); got != 3 {
+		t.Fatalf("%d nodes", got)
+	}
+	leases := c.client.CoordinationV1().Leases("kube-system")
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		l, err := leases.Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil || !l.Spec.RenewTime.After(*st.OpenedAt) {
+			t.Errorf("%s leader lease: %+v %v", name, l, err)
+		}
+	}
+	if seen := nodes.seen(); len(seen) != 0 {
+		t.Errorf("nodes went NotReady: %v", seen)
+	}
+	if now := c.podUIDs(t); !equalMaps(now, uids) {
+		t.Errorf("pods changed: before %v after %v", uids, now)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMigrateNegativeControl is the same run with kube-controller-manager
+// started before the kubelets heartbeat through the new endpoint: the
+// node-lifecycle controller marks them NotReady. It proves the wait in 3.1
+// is what keeps them Ready in TestMigrateHappyPath.
+func TestMigrateNegativeControl(t *testing.T) {
+	c := newCluster(t, 3)
+	nodes := c.watchNodes(t)
+	cmd, lines, stdout := c.runMigrate(t, "run", "--unsafe-start-controllers-before-heartbeats")
+	c.freezeKubelets(t, lines, 45*time.Second)
+	drain(lines)
+	err := cmd.Wait()
+	t.Logf("migrate run (unsafe): %v", err)
+	_ = stdout
+	eventuallyE2E(t, time.Minute, "the node-lifecycle controller marking nodes NotReady", func() error {
+		if seen := nodes.seen(); len(seen) == 0 {
+			return fmt.Errorf("no node NotReady")
+		}
+		return nil
+	})
+	t.Logf("nodes marked NotReady: %v", nodes.seen())
+}
+
+// TestMigrateFaultRollsBack injects one failure in each step from 1.1 to
+// 2.3: the migration rolls back on its own, the original node serves every
+// write it acknowledged, and nothing the migration created is left.
+func TestMigrateFaultRollsBack(t *testing.T) {
+	needK8s(t)
+	cases := []struct {
+		step, until string
+		fault       string
+		inject      func(t *testing.T, c *cluster)
+	}{
+		{migrate.StepStopControlPlane, migrate.StepPreflight, "original VM killed (agent unreachable)", func(t *testing.T, c *cluster) { must(t, c.cloud.KillVM(c.instance)) }},
+		{migrate.StepSnapshotEtcd, migrate.StepStopControlPlane, "original VM killed (agent unreachable)", func(t *testing.T, c *cluster) { must(t, c.cloud.KillVM(c.instance)) }},
+		{migrate.StepStopVM, migrate.StepSnapshotEtcd, "cloud StopInstance fails", func(t *testing.T, c *cluster) { must(t, c.cloud.FailNext("StopInstance", 3)) }},
+		{migrate.StepSnapshotDisk, migrate.StepStopVM, "cloud CreateDiskSnapshot fails", func(t *testing.T, c *cluster) { must(t, c.cloud.FailNext("CreateDiskSnapshot", 3)) }},
+		{migrate.StepCreateHAVMs, migrate.StepSnapshotDisk, "cloud CreateInstance fails", func(t *testing.T, c *cluster) { must(t, c.cloud.FailNext("CreateInstance", 3)) }},
+		{migrate.StepCreateLoadBalancers, migrate.StepCreateHAVMs, "cloud CreateLoadBalancer fails", func(t *testing.T, c *cluster) { must(t, c.cloud.FailNext("CreateLoadBalancer", 3)) }},
+		{migrate.StepRestoreEtcd, migrate.StepCreateLoadBalancers, "a new VM killed", func(t *testing.T, c *cluster) {
+			_, st := c.record(t)
+			must(t, c.cloud.KillVM(st.Nodes[1].InstanceID))
+		}},
+		{migrate.StepRestoreEtcd, migrate.StepCreateLoadBalancers, "snapshot corrupted (hash mismatch)", func(t *testing.T, c *cluster) {
+			_, st := c.record(t)
+			f, err := os.OpenFile(st.Snapshot.Path, os.O_RDWR, 0)
+			must(t, err)
+			defer f.Close()
+			b := make([]byte, 1)
+			f.ReadAt(b, 4096)
+			b[0] ^= 0xff
+			_, err = f.WriteAt(b, 4096)
+			must(t, err)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.step+"/"+strings.ReplaceAll(tc.fault, " ", "-"), func(t *testing.T) {
+			c := newCluster(t, 1)
+			l := c.startLoad(t)
+			time.Sleep(2 * time.Second)
+			if r := c.migrate(t, "run", "--until", tc.until, "--agent-timeout", "10s"); r.err != nil {
+				t.Fatalf("run --until %s: %v\n%s", tc.until, r.err, r.stderr)
+			}
+			tc.inject(t, c)
+			r := c.migrate(t, "resume", "--agent-timeout", "10s")
+			t.Logf("resume:\n%s", r.stderr)
+			if r.err == nil {
+				t.Fatal("resume succeeded despite the fault")
+			}
+			rec, _ := c.record(t)
+			if rec.Phase != engine.PhaseRolledBack {
+				t.Fatalf("phase %s, want rolled-back: %s", rec.Phase, rec.Error)
+			}
+			if s := rec.Step(tc.step); s.State != engine.StepUndone || s.Error == "" {
+				t.Errorf("step %s: %+v, want it failed then undone", tc.step, s)
+			}
+			c.assertRolledBack(t, rec.ID)
+			time.Sleep(2 * time.Second) // writes after the rollback too
+			c.checkWrites(t, l)
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrateCoordinatorKilled SIGKILLs the coordinator in the middle of
+// 2.3-restore-etcd; a new coordinator resumes to completion from the
+// journal, or in the other case rolls back to the original node.
+func TestMigrateCoordinatorKilled(t *testing.T) {
+	needK8s(t)
+	for _, then := range []string{"resume", "rollback"} {
+		t.Run(then, func(t *testing.T) {
+			c := newCluster(t, 1)
+			l := c.startLoad(t)
+			time.Sleep(2 * time.Second)
+			cmd, lines, _ := c.runMigrate(t, "run")
+			waitLine(t, lines, "restoring on 3 nodes", 5*time.Minute)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			drain(lines)
+			rec, _ := c.record(t)
+			if rec.Phase != engine.PhaseRunning || rec.Step(migrate.StepRestoreEtcd).State != engine.StepRunning {
+				t.Fatalf("journal after SIGKILL: phase %s, 2.3 %+v", rec.Phase, rec.Step(migrate.StepRestoreEtcd))
+			}
+			r := c.migrate(t, then)
+			t.Logf("%s:\n%s", then, r.stderr)
+			if r.err != nil {
+				t.Fatalf("%s: %v\n%s", then, r.err, r.stdout)
+			}
+			rec, _ = c.record(t)
+			if then == "resume" {
+				if rec.Phase != engine.PhaseSucceeded {
+					t.Fatalf("phase %s", rec.Phase)
+				}
+			} else {
+				if rec.Phase != engine.PhaseRolledBack {
+					t.Fatalf("phase %s", rec.Phase)
+				}
+				c.assertRolledBack(t, rec.ID)
+			}
+			time.Sleep(2 * time.Second)
+			c.checkWrites(t, l)
+		})
+	}
+}
+
+// TestMigrateBadInput gives triad bad input: each is refused with a clear
+// error and nothing changes.
+func TestMigrateBadInput(t *testing.T) {
+	c := newCluster(t, 1)
+	orig, err := os.ReadFile(c.cfgPath)
+	must(t, err)
+	// Another VM whose address is not the cluster's.
+	other, err := c.cloud.CreateVM(context.Background(), local.VMRequest{Name: "other", Zone: "local-b", Image: local.NoneImage})
+	must(t, err)
+	cases := []struct {
+		name, want string
+		edit       func(cfg string) string
+		before     func(t *testing.T)
+	}{
+		{"unknown instance", `instance "i-9999" not found`, func(s string) string { return strings.Replace(s, "instance: "+c.instance, "instance: i-9999", 1) }, nil},
+		{"address not owned by the instance", "is not attached to instance " + c.instance, func(s string) string {
+			return strings.Replace(s, "privateAddress: "+c.privateIP, "privateAddress: "+other.PrivateIP, 1)
+		}, nil},
+		{"fewer than 3 zones", "an HA control plane needs exactly 3 distinct zones", func(s string) string { return strings.Replace(s, "  - local-c\n", "", 1) }, nil},
+		{"agent unreachable", "unreachable", func(s string) string {
+			return strings.Replace(s, "agent:\n", "agent:\n  endpoint: "+c.privateIP+":1\n", 1)
+		}, nil},
+		{"another coordinator holds a newer epoch", "another coordinator is working on cluster", func(s string) string { return s }, func(t *testing.T) {
+			// A coordinator started an hour from now, as far as epochs go.
+			epoch := fmt.Sprint(time.Now().Add(time.Hour).UnixNano())
+			mustTriad(t, "agent", "gate", "set", "closed", "--operation-id", "other-coordinator", "--epoch", epoch, "--pki-dir", c.pkiDir, "--endpoint", c.privateIP+":9443", "--cluster", c.name)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
+			must(t, os.WriteFile(c.cfgPath, []byte(tc.edit(string(orig))), 0o600))
+			defer os.WriteFile(c.cfgPath, orig, 0o600)
+			if tc.before != nil {
+				tc.before(t)
+			}
+			r := c.migrate(t, "run", "--agent-timeout", "3s")
+			if r.err == nil || !strings.Contains(r.stderr+r.stdout, tc.want) {
+				t.Fatalf("want an error with %q, got %v\nstdout: %s\nstderr: %s", tc.want, r.err, r.stdout, r.stderr)
+			}
+			c.assertUnchanged(t, other.ID)
+		})
+	}
+}
+
+// assertUnchanged: the original VM runs with both addresses and all four
+// static pods, serves, and no other resource exists besides extra.
+func (c *cluster) assertUnchanged(t *testing.T, extra string) {
+	t.Helper()
+	ctx := context.Background()
+	p := c.plugin(t)
+	vms, err := p.ListInstances(ctx, nil)
+	must(t, err)
+	var ids []string
+	for _, v := range vms {
+		ids = append(ids, v.ID)
+		if v.ID == c.instance && v.State != sdk.InstanceRunning {
+			t.Errorf("instance %s is %s", v.ID, v.State)
+		}
+	}
+	slices.Sort(ids)
+	want := []string{c.instance, extra}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("instances %v, want %v", ids, want)
+	}
+	if lbs, _ := p.ListLoadBalancers(ctx, nil); len(lbs) != 0 {
+		t.Errorf("load balancers: %v", lbs)
+	}
+	if snaps, _ := p.ListDiskSnapshots(ctx, nil); len(snaps) != 0 {
+		t.Errorf("disk snapshots: %v", snaps)
+	}
+	out := mustTriad(t, "agent", "health", "-o", "json", "--pki-dir", c.pkiDir, "--endpoint", c.privateIP+":9443", "--cluster", c.name)
+	if strings.Count(out, "STATIC_POD_STATE_RUNNING") != 4 || !strings.Contains(out, `"apiserverReady": true`) {
+		t.Errorf("original node health: %s", out)
+	}
+	if _, err := c.client.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("cluster does not serve: %v", err)
+	}
+}
+
+var _ = io.Discard
