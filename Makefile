@@ -93,14 +93,14 @@ unit: $(CRICTL) ## Unit tests (race detector on).
 
 .PHONY: e2e
 e2e: k8s-binaries ## End-to-end tests: real binaries (triad, etcd, kube-apiserver, ...) on loopback.
-	TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -tags e2e -count=1 -timeout 30m $(GOTESTFLAGS) ./e2e/...
+	TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -tags e2e -count=1 -timeout 45m $(GOTESTFLAGS) ./e2e/...
 
 .PHONY: test
 test: lint check-generate breaking unit e2e ## Everything CI runs: lint, generated-code drift, unit and e2e tests.
 
 .PHONY: bench
-bench: ## Benchmarks, with ratios against baselines measured in the same run.
-	./hack/bench.sh
+bench: build k8s-binaries ## Benchmarks, with ratios against baselines measured in the same run.
+	TRIAD_K8S_BIN=$(K8S_BIN) ./hack/bench.sh
 
 .PHONY: demo
 demo: build k8s-binaries ## Run the main job on the local cloud (today: PKI, agent, a single-node control plane; see README).

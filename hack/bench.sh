@@ -31,3 +31,6 @@ awk '
     if (s == "" || a == "") { print "missing benchmark results"; exit 1 }
     printf "\nsnapshot throughput: client v3 Save %.0f MB/s, agent stream %.0f MB/s, ratio agent/Save = %.2f\n", s, a, a/s
   }' "$out"
+
+echo
+./hack/bench-migrate.sh
