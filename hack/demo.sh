@@ -62,7 +62,7 @@ kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=
 
 step "5. a single-node control plane in the local cloud (kubeadm layout, real etcd and kube-apiserver)"
 s=$SECONDS
-created=$(triad local cluster create --name demo --state-dir "$state" --kubeconfig "$work/kubeconfig" -o json \
+created=$(triad local cluster create --name demo --state-dir "$state" --kubeconfig "$work/kubeconfig" --cluster-config "$work/cluster.yaml" -o json \
   --agent-binary "$dist/triad-agent" --cloud-binary "$dist/triad-cloud-local" --bin-dir "$K8S_BIN" --kwok-nodes 3)
 echo "$created"
 echo "(took $((SECONDS - s))s)"
@@ -79,6 +79,21 @@ kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >/dev/null
 kubectl rollout status deployment/web --timeout=120s
 kubectl get nodes -o wide
 kubectl get pods -o wide
+
+step "8. the migration plan: single node -> 3 nodes behind load balancers on the old addresses"
+triad migrate plan -f "$work/cluster.yaml"
+
+step "9. the migration, live (progress on stderr; the journal is in the cluster's stateDir)"
+s=$SECONDS
+triad migrate run -f "$work/cluster.yaml"
+echo "(took $((SECONDS - s))s)"
+
+step "10. the same clients, the same addresses: nodes Ready, the same pods, 3 etcd members"
+kubectl get nodes
+kubectl get pods -o wide
+for ip in $(triad migrate status -f "$work/cluster.yaml" -o json | grep -o '"privateIP": *"127.0.10.[0-9]*"' | cut -d'"' -f4 | sort -u | grep -v "^$private$"); do
+  triad agent health --endpoint "$ip:9443" --cluster demo --as observer/dashboards | head -4
+done
 
 if [ -n "${DEMO_KEEP:-}" ]; then
   echo; echo "left running; remove with: $dist/triad local down --state-dir $state"
