@@ -715,7 +715,6 @@ func (c *cluster) assertUnchanged(t *testing.T, extra string) {
 	}
 }
 
-
 // webDeployment is 3 replicas of a pod that only kwok nodes run.
 func webDeployment() *appsv1.Deployment {
 	replicas := int32(3)
