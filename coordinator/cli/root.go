@@ -33,16 +33,17 @@ self-managed Kubernetes control planes by sequencing the triad-agent on each
 control-plane VM and a cloud plugin.
 
   migrate   single node -> 3 nodes behind load balancers on the old IPs,
-            with automatic rollback before the point of no return (planned)
+            with automatic rollback before the point of no return
   upgrade   replace the HA control plane's nodes one by one with zero
             failed API requests (planned)
   pki       triad's own CA and the certificates of agents, coordinators
             and observers
-  agent     talk to one triad-agent directly (info, gate)
-  local     the embedded local cloud (down)
+  agent     talk to one triad-agent directly (info, health, gate)
+  local     the embedded local cloud (cluster create, down)
 
 Start with 'triad pki init', then 'triad pki issue' a certificate for each
-cluster's agents and one for this coordinator.`,
+cluster's agents and one for this coordinator; describe the cluster in a
+cluster.yaml and run 'triad migrate plan -f cluster.yaml'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
