@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,19 +200,9 @@ func (c *cluster) startLoad(t *testing.T) *load {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{cancel: cancel, done: make(chan struct{})}
-	// Fresh connections for every load (a config with its own Dial is not
-	// shared through client-go's transport cache): a connection left over
-	// from a node that was killed must not hold the new load's requests,
-	// and no request may hang.
-	fresh := func(cfg *rest.Config) *rest.Config {
-		cfg = rest.CopyConfig(cfg)
-		cfg.Dial = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-		cfg.Timeout = 10 * time.Second
-		return cfg
-	}
 	go func() {
 		defer close(l.done)
-		l.report, l.err = loadclient.Run(ctx, []loadclient.Target{{Name: "private", Config: fresh(c.private)}, {Name: "public", Config: fresh(c.public)}}, loadclient.Options{Namespace: "load"})
+		l.report, l.err = loadclient.Run(ctx, []loadclient.Target{{Name: "private", Config: c.private}, {Name: "public", Config: c.public}}, loadclient.Options{Namespace: "load"})
 	}()
 	t.Cleanup(l.stop)
 	return l

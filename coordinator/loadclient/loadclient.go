@@ -8,6 +8,8 @@ package loadclient
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -47,6 +49,10 @@ type Event struct {
 
 // Report is what a run recorded.
 type Report struct {
+	// RunID is in the name of every object the run wrote, so that runs
+	// against the same namespace never collide and Missing only counts
+	// this run's objects.
+	RunID       string  `json:"runID"`
 	Acked       []Event `json:"acked"`
 	Failures    []Event `json:"failures"`
 	Reads       int     `json:"reads"`
@@ -97,7 +103,9 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("creating namespace %s: %w", opts.Namespace, err)
 	}
-	report := &Report{}
+	id := make([]byte, 4)
+	rand.Read(id)
+	report := &Report{RunID: hex.EncodeToString(id)}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var seq int
@@ -118,7 +126,7 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 				case <-tick.C:
 				}
 				n := next()
-				name := fmt.Sprintf("load-%07d", n)
+				name := objectName(report.RunID, n)
 				_, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"seq": strconv.Itoa(n), "via": t.Name}}, metav1.CreateOptions{})
 				if ctx.Err() != nil {
 					return // the run ended mid-request: neither acked nor failed
@@ -157,6 +165,8 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 	return report, nil
 }
 
+func objectName(runID string, seq int) string { return fmt.Sprintf("load-%s-%07d", runID, seq) }
+
 func event(target, op string, seq int, err error) Event {
 	e := Event{At: time.Now().UTC(), Target: target, Op: op, Seq: seq}
 	if err != nil {
@@ -181,11 +191,11 @@ func Missing(ctx context.Context, cfg *rest.Config, namespace string, r *Report)
 	}
 	have := map[string]bool{}
 	for _, cm := range list.Items {
-		have[cm.Data["seq"]] = true
+		have[cm.Name] = true
 	}
 	var missing []int
 	for _, a := range r.Acked {
-		if !have[strconv.Itoa(a.Seq)] {
+		if !have[objectName(r.RunID, a.Seq)] {
 			missing = append(missing, a.Seq)
 		}
 	}
