@@ -4,10 +4,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/triad-k8s/triad/agent/auth"
+	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/agent/server"
 	"github.com/triad-k8s/triad/agent/staticpods"
 )
@@ -67,11 +65,11 @@ any other.`,
 			}
 			cfg.Logger = logger
 			if bootData != "" {
-				held, err := readBootData(bootData)
+				bd, err := bootdata.Read(bootData)
 				if err != nil {
 					return err
 				}
-				cfg.Hold = append(cfg.Hold, held...)
+				cfg.Hold = append(cfg.Hold, bd.HoldStaticPods...)
 			}
 			if cfg.NodeName == "" {
 				if cfg.NodeName, err = os.Hostname(); err != nil {
@@ -171,31 +169,6 @@ func run(ctx context.Context, cfg server.Config, listen, gateListen string, grac
 		srv.Stop()
 	}
 	return nil
-}
-
-// BootData is what the coordinator passes to a new VM's agent through the
-// cloud's user data.
-type BootData struct {
-	// HoldStaticPods are parked at start so they do not run until the
-	// coordinator starts them.
-	HoldStaticPods []string `json:"holdStaticPods"`
-}
-
-func readBootData(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil // a VM booted without boot data holds nothing
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading boot data: %w", err)
-	}
-	var bd BootData
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&bd); err != nil {
-		return nil, fmt.Errorf("boot data %s: %w", path, err)
-	}
-	return bd.HoldStaticPods, nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

@@ -2,7 +2,6 @@ package local_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	criclient "k8s.io/cri-client/pkg"
 
 	agentauth "github.com/triad-k8s/triad/agent/auth"
+	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/cloudplugins/local"
 	"github.com/triad-k8s/triad/cloudplugins/local/kubelet"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
@@ -98,7 +98,7 @@ func TestAVMRunsTheAgentAndTheKubeletAndAClonedVMHoldsPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	boot, _ := json.Marshal(map[string][]string{"holdStaticPods": {"kube-controller-manager"}})
+	boot, _ := bootdata.Data{HoldStaticPods: []string{"kube-controller-manager"}}.Marshal()
 	clone, err := cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{IdempotencyToken: "c", Name: "cp-a", Zone: "local-b", DiskSnapshotID: snap.ID, BootData: boot})
 	if err != nil {
 		t.Fatal(err)

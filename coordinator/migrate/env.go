@@ -6,7 +6,6 @@ package migrate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -195,5 +194,3 @@ func parallel(nodes []Node, f func(n Node) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
-
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }

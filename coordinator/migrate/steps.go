@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/triad-k8s/triad/agent/cli"
+	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/engine"
@@ -547,7 +547,7 @@ func (e *Env) deleteDiskSnapshot(ctx context.Context, op *engine.Op[State]) erro
 
 func (e *Env) createVMs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	boot, err := jsonBytes(cli.BootData{HoldStaticPods: ControlPlanePods})
+	boot, err := bootdata.Data{HoldStaticPods: ControlPlanePods}.Marshal()
 	if err != nil {
 		return err
 	}
