@@ -1,0 +1,138 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/triad-k8s/triad/coordinator/engine"
+	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
+)
+
+func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
+	s := op.State
+	pf := &Postflight{}
+	var problems []string
+	var leader uint64
+	for _, n := range s.Nodes {
+		st, err := e.etcdStatus(ctx, e.agentEndpoint(n.PrivateIP))
+		if err != nil {
+			return err
+		}
+		voters := 0
+		for _, m := range st.GetMembers() {
+			if !m.GetIsLearner() {
+				voters++
+			}
+		}
+		if voters != 3 || len(st.GetMembers()) != 3 || !st.GetHealthy() || len(st.GetAlarms()) > 0 {
+			problems = append(problems, fmt.Sprintf("etcd on %s: %d voting of %d members, healthy %v, alarms %v", n.Name, voters, len(st.GetMembers()), st.GetHealthy(), st.GetAlarms()))
+		}
+		if leader != 0 && st.GetLeaderId() != leader {
+			problems = append(problems, "etcd members disagree on the leader")
+		}
+		leader = st.GetLeaderId()
+		pf.Members, pf.Revision = voters, st.GetRevision()
+	}
+	if pf.Revision < s.Baseline.Revision {
+		problems = append(problems, fmt.Sprintf("etcd revision %d went below the baseline %d", pf.Revision, s.Baseline.Revision))
+	}
+	var err error
+	if pf.Objects, err = e.countObjects(ctx); err != nil {
+		return err
+	}
+	for _, r := range countedResources {
+		if pf.Objects[r] < s.Baseline.Objects[r] {
+			problems = append(problems, fmt.Sprintf("%d %s, fewer than the %d at preflight", pf.Objects[r], r, s.Baseline.Objects[r]))
+		}
+	}
+	for _, lease := range []struct {
+		name   string
+		holder *string
+	}{{"kube-controller-manager", &pf.ControllerLeader}, {"kube-scheduler", &pf.SchedulerLeader}} {
+		if err := poll(ctx, e.Options.ReadyTimeout, time.Second, lease.name+" leader", func() (bool, error) {
+			l, err := e.Kube.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, lease.name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(*s.OpenedAt) {
+				return false, errors.New("no leader has renewed the lease since the open")
+			}
+			*lease.holder = *l.Spec.HolderIdentity
+			return true, nil
+		}); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	nodes, err := e.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes.Items {
+		if slices.Contains(s.Baseline.ReadyNodes, n.Name) && !nodeReady(&n) {
+			pf.NotReady = append(pf.NotReady, n.Name)
+		}
+	}
+	uids, err := e.podUIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for name, uid := range s.Baseline.PodUIDs {
+		if uids[name] != uid {
+			pf.PodsChanged = append(pf.PodsChanged, name)
+		}
+	}
+	sort.Strings(pf.PodsChanged)
+	if len(pf.NotReady) > 0 {
+		problems = append(problems, "nodes NotReady: "+strings.Join(pf.NotReady, ", "))
+	}
+	if len(pf.PodsChanged) > 0 {
+		problems = append(problems, "pods deleted or replaced: "+strings.Join(first(pf.PodsChanged, 10), ", "))
+	}
+	if pf.StaleLeases, err = e.removeStaleIdentityLeases(ctx, s); err != nil {
+		problems = append(problems, err.Error())
+	}
+	s.Postflight = pf
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	if err := parallel(s.Nodes, func(n Node) error {
+		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "commit restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+			_, err := c.CommitRestore(ctx, &agentv1.CommitRestoreRequest{Header: header(op)})
+			return err
+		})
+	}); err != nil {
+		return err
+	}
+	op.Logf("3 voting members at revision %d; kcm leader %s; scheduler leader %s; %d nodes Ready; %d pods unchanged", pf.Revision, pf.ControllerLeader, pf.SchedulerLeader, len(s.Baseline.ReadyNodes), len(s.Baseline.PodUIDs))
+	return nil
+}
+
+// removeStaleIdentityLeases deletes the kube-apiserver identity leases
+// that nothing renewed since the old kube-apiserver stopped: they belong to
+// the old node, and would otherwise linger (and count as a live apiserver
+// for storage-version and peer-proxy purposes) until garbage collected.
+func (e *Env) removeStaleIdentityLeases(ctx context.Context, s *State) ([]string, error) {
+	leases, err := e.Kube.CoordinationV1().Leases(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "apiserver.kubernetes.io/identity=kube-apiserver"})
+	if err != nil {
+		return nil, fmt.Errorf("listing kube-apiserver identity leases: %w", err)
+	}
+	var removed []string
+	for _, l := range leases.Items {
+		if l.Spec.RenewTime == nil || !l.Spec.RenewTime.Time.Before(*s.StoppedAt) {
+			continue
+		}
+		if err := e.Kube.CoordinationV1().Leases(metav1.NamespaceSystem).Delete(ctx, l.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return removed, fmt.Errorf("deleting stale identity lease %s: %w", l.Name, err)
+		}
+		removed = append(removed, l.Name)
+	}
+	return removed, nil
+}

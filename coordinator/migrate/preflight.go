@@ -1,0 +1,194 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/engine"
+	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
+)
+
+// preflight: checks before anything changes, and the baseline.
+
+func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
+	s := op.State
+	info, err := cloudRetry(ctx, "plugin info", func() (sdk.PluginInfo, error) { return e.Cloud.PluginInfo(ctx) })
+	if err != nil {
+		return err
+	}
+	if len(info.Zones) > 0 {
+		for _, z := range s.Zones {
+			if !slices.Contains(info.Zones, z) {
+				return fmt.Errorf("zone %q is not offered by cloud %s (zones: %s)", z, info.Name, strings.Join(info.Zones, ", "))
+			}
+		}
+	}
+	inst, err := cloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
+	if errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Errorf("instance %q not found in cloud %s: check controlPlane.instance", s.Original.InstanceID, info.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if inst.State != sdk.InstanceRunning {
+		return fmt.Errorf("instance %s is %s; the migration starts from a running control plane", inst.ID, inst.State)
+	}
+	s.Original = Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP}
+	if s.Image == "" {
+		s.Image = inst.Image
+	}
+	for _, a := range []struct {
+		ref      string
+		kind     sdk.AddressKind
+		id, ip   *string
+		field    string
+		instIP   string
+		clientOf string
+	}{
+		{e.Config.ControlPlane.PrivateAddress, sdk.AddressPrivate, &s.PrivateAddressID, &s.PrivateIP, "controlPlane.privateAddress", inst.PrivateIP, "kubelets and in-cluster clients"},
+		{e.Config.ControlPlane.PublicAddress, sdk.AddressPublic, &s.PublicAddressID, &s.PublicIP, "controlPlane.publicAddress", inst.PublicIP, "external clients"},
+	} {
+		addr, err := cloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, a.ref) })
+		if errors.Is(err, sdk.ErrNotFound) {
+			return fmt.Errorf("%s %q: no such static address in cloud %s", a.field, a.ref, info.Name)
+		}
+		if err != nil {
+			return err
+		}
+		if addr.Kind != a.kind {
+			return fmt.Errorf("%s %q is a %s address, want %s", a.field, a.ref, addr.Kind, a.kind)
+		}
+		if addr.InstanceID != inst.ID {
+			holder := addr.InstanceID + addr.LoadBalancerID
+			if holder == "" {
+				holder = "nothing"
+			}
+			return fmt.Errorf("%s %s (%s) is not attached to instance %s (it is held by %s): the load balancer can only take over the address %s use today", a.field, a.ref, addr.IP, inst.ID, holder, a.clientOf)
+		}
+		*a.id, *a.ip = addr.ID, addr.IP
+	}
+
+	endpoint := e.originalAgent(s)
+	var agentInfo *agentv1.GetInfoResponse
+	if err := e.callAgent(ctx, endpoint, "get info", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
+		agentInfo, err = c.GetInfo(ctx, &agentv1.GetInfoRequest{})
+		return err
+	}); err != nil {
+		return fmt.Errorf("agent of %s unreachable: %w", inst.ID, err)
+	}
+	if agentInfo.GetCluster() != s.Cluster {
+		return fmt.Errorf("agent at %s belongs to cluster %q, not %q", endpoint, agentInfo.GetCluster(), s.Cluster)
+	}
+	if agentInfo.GetHighestEpoch() >= op.Epoch() {
+		return fmt.Errorf("%w: agent at %s has accepted epoch %d, newer than ours (%d): another coordinator is working on cluster %s", engine.ErrFenced, endpoint, agentInfo.GetHighestEpoch(), op.Epoch(), s.Cluster)
+	}
+	if agentInfo.GetNodeName() != "" {
+		s.Original.Name = agentInfo.GetNodeName()
+	}
+	var health *agentv1.NodeHealth
+	var etcdStatus *agentv1.GetEtcdStatusResponse
+	if err := e.callAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		h, err := c.GetHealth(ctx, &agentv1.GetHealthRequest{})
+		if err != nil {
+			return err
+		}
+		health = h.GetHealth()
+		etcdStatus, err = c.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if !health.GetApiserverReady() {
+		return fmt.Errorf("kube-apiserver on %s is not ready: %s", inst.ID, strings.Join(health.GetProblems(), "; "))
+	}
+	if n := len(etcdStatus.GetMembers()); n != 1 {
+		return fmt.Errorf("etcd has %d members; migrate starts from a single-member etcd", n)
+	}
+	if !etcdStatus.GetHealthy() || len(etcdStatus.GetAlarms()) > 0 {
+		return fmt.Errorf("etcd on %s is not healthy (alarms: %v)", inst.ID, etcdStatus.GetAlarms())
+	}
+	if free, need := health.GetDiskFreeBytes(), uint64(2*etcdStatus.GetDbSizeBytes()); free < need {
+		return fmt.Errorf("%d bytes free next to the etcd data dir; a restore needs at least %d (twice the database)", free, need)
+	}
+	b := Baseline{Revision: etcdStatus.GetRevision(), DBSizeBytes: etcdStatus.GetDbSizeBytes(), EtcdVersion: etcdStatus.GetVersion(), LeaseRenew: map[string]time.Time{}}
+	if b.Objects, err = e.countObjects(ctx); err != nil {
+		return err
+	}
+	nodes, err := e.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		if n.Name == s.Original.Name || !nodeReady(&n) {
+			continue // the old control-plane node goes away with its VM
+		}
+		b.ReadyNodes = append(b.ReadyNodes, n.Name)
+		if l, err := e.Kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, n.Name, metav1.GetOptions{}); err == nil && l.Spec.RenewTime != nil {
+			b.LeaseRenew[n.Name] = l.Spec.RenewTime.Time
+		}
+	}
+	if b.PodUIDs, err = e.podUIDs(ctx); err != nil {
+		return err
+	}
+	s.Baseline = b
+	s.ClusterToken = "triad-" + op.Record.ID
+	op.Logf("etcd revision %d, db %d bytes; %d Ready nodes; %d pods; agent %s", b.Revision, b.DBSizeBytes, len(b.ReadyNodes), len(b.PodUIDs), agentInfo.GetAgentVersion())
+	return nil
+}
+
+// countedResources are the object counts compared before and after.
+var countedResources = []string{"namespaces", "configmaps", "secrets", "serviceaccounts", "services", "pods", "deployments", "nodes"}
+
+func (e *Env) countObjects(ctx context.Context) (map[string]int, error) {
+	c, all := e.Kube.CoreV1(), metav1.ListOptions{}
+	lists := map[string]func() (runtime.Object, error){
+		"namespaces":      func() (runtime.Object, error) { return c.Namespaces().List(ctx, all) },
+		"configmaps":      func() (runtime.Object, error) { return c.ConfigMaps("").List(ctx, all) },
+		"secrets":         func() (runtime.Object, error) { return c.Secrets("").List(ctx, all) },
+		"serviceaccounts": func() (runtime.Object, error) { return c.ServiceAccounts("").List(ctx, all) },
+		"services":        func() (runtime.Object, error) { return c.Services("").List(ctx, all) },
+		"pods":            func() (runtime.Object, error) { return c.Pods("").List(ctx, all) },
+		"deployments":     func() (runtime.Object, error) { return e.Kube.AppsV1().Deployments("").List(ctx, all) },
+		"nodes":           func() (runtime.Object, error) { return c.Nodes().List(ctx, all) },
+	}
+	out := map[string]int{}
+	for _, r := range countedResources {
+		l, err := lists[r]()
+		if err != nil {
+			return nil, fmt.Errorf("counting %s: %w", r, err)
+		}
+		out[r] = meta.LenList(l)
+	}
+	return out, nil
+}
+
+func (e *Env) podUIDs(ctx context.Context) (map[string]string, error) {
+	pods, err := e.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	out := map[string]string{}
+	for _, p := range pods.Items {
+		out[p.Namespace+"/"+p.Name] = string(p.UID)
+	}
+	return out, nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
