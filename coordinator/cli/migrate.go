@@ -65,8 +65,6 @@ a second coordinator takes over cleanly and the first one stops.
 		fl.DurationVar(&f.opts.AgentTimeout, "agent-timeout", 2*time.Minute, "how long to retry an unreachable agent before the step fails")
 		fl.DurationVar(&f.opts.HeartbeatTimeout, "heartbeat-timeout", 10*time.Minute, "how long 3.1 waits for every kubelet to heartbeat through the new endpoint")
 		fl.DurationVar(&f.opts.ReadyTimeout, "ready-timeout", 5*time.Minute, "how long to wait for etcd quorum, kube-apiserver readiness and the first write")
-		fl.BoolVar(&f.opts.UnsafeStartControllersBeforeHeartbeats, "unsafe-start-controllers-before-heartbeats", false,
-			"UNSAFE, for demonstrations only: start kube-controller-manager as soon as traffic opens; its node-lifecycle controller may mark nodes NotReady and evict pods")
 	}
 	plan := &cobra.Command{
 		Use:   "plan",
@@ -102,35 +100,24 @@ a second coordinator takes over cleanly and the first one stops.
 			})
 		},
 	}
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Run the migration; roll back automatically on any failure before 3.1-open-traffic",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.act(cmd, g, "run")
-		},
+	// run, resume and rollback act on the cluster; they share their flags.
+	acting := map[string]*cobra.Command{}
+	for _, c := range []struct{ verb, short string }{
+		{"run", "Run the migration; roll back automatically on any failure before 3.1-open-traffic"},
+		{"resume", "Continue the cluster's unfinished migration from its journal (or finish an interrupted rollback)"},
+		{"rollback", "Undo every started step of the cluster's unfinished migration, last first; refused after 3.1-open-traffic"},
+	} {
+		acting[c.verb] = &cobra.Command{Use: c.verb, Short: c.short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return f.act(cmd, g, c.verb) }}
+		addRunFlags(acting[c.verb])
 	}
-	addRunFlags(run)
+	run, resume, rollback := acting["run"], acting["resume"], acting["rollback"]
+	for _, c := range []*cobra.Command{run, resume} {
+		c.Flags().BoolVar(&f.opts.UnsafeStartControllersBeforeHeartbeats, "unsafe-start-controllers-before-heartbeats", false,
+			"UNSAFE, for demonstrations only: start kube-controller-manager as soon as traffic opens; its node-lifecycle controller may mark nodes NotReady and evict pods")
+	}
 	run.Flags().StringVar(&f.until, "until", "", "stop after this step (phase paused); continue with resume or undo with rollback")
-	resume := &cobra.Command{
-		Use:   "resume",
-		Short: "Continue the cluster's unfinished migration from its journal (or finish an interrupted rollback)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.act(cmd, g, "resume")
-		},
-	}
-	addRunFlags(resume)
 	resume.Flags().StringVar(&f.until, "until", "", "stop after this step (phase paused)")
-	rollback := &cobra.Command{
-		Use:   "rollback",
-		Short: "Undo every started step of the cluster's unfinished migration, last first; refused after 3.1-open-traffic",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return f.act(cmd, g, "rollback")
-		},
-	}
-	addRunFlags(rollback)
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster's latest migration (or --operation) from the journal",
