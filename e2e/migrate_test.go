@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,12 +27,16 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/cloudplugins/local"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/agentclient"
 	"github.com/triad-k8s/triad/coordinator/config"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/loadclient"
 	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/pki"
+	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
 // cluster is a single-node local cluster with kwok nodes and a Deployment.
@@ -382,15 +387,7 @@ func (c *cluster) watchNodes(t *testing.T) *nodeWatch {
 func (w *nodeWatch) seen() map[string]time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return maps(w.notReady)
-}
-
-func maps(m map[string]time.Time) map[string]time.Time {
-	out := map[string]time.Time{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(w.notReady)
 }
 
 func (c *cluster) podUIDs(t *testing.T) map[string]string {
@@ -453,24 +450,45 @@ func TestMigrateHappyPath(t *testing.T) {
 	}
 	// Writes acknowledged after the point of no return went through the
 	// new load balancers, on the same two addresses as before.
-	after := 0
+	after := map[string]int{}
 	for _, e := range report.Acked {
 		if e.At.After(*st.OpenedAt) {
-			after++
+			after[e.Target]++
 		}
 	}
-	if after == 0 {
-		t.Error("no write acknowledged after 3.1")
+	if after["private"] == 0 || after["public"] == 0 {
+		t.Errorf("writes acknowledged after 3.1 per address: %v, want both", after)
 	}
 	if pf := st.Postflight; pf == nil || pf.Members != 3 || pf.ControllerLeader == "" || pf.SchedulerLeader == "" {
 		t.Errorf("postflight: %+v", st.Postflight)
 	}
-	// etcd: 3 voting members, seen by every new node's agent.
+	// etcd: 3 voting members and one leader, asked of every new node's
+	// agent directly (not the coordinator's own postflight report).
+	cert, key := pki.Dir{Path: c.pkiDir}.LeafFiles(agentauth.RoleCoordinator, "default")
+	leaders := map[uint64]bool{}
 	for _, n := range st.Nodes {
+		ac, err := agentclient.Dial(n.PrivateIP+":9443", c.name, agentauth.TLSFiles{CertFile: cert, KeyFile: key, CAFile: pki.Dir{Path: c.pkiDir}.CAFile()})
+		must(t, err)
+		es, err := ac.GetEtcdStatus(context.Background(), &agentv1.GetEtcdStatusRequest{})
+		ac.Close()
+		must(t, err)
+		voters := 0
+		for _, m := range es.GetMembers() {
+			if !m.GetIsLearner() {
+				voters++
+			}
+		}
+		if voters != 3 || len(es.GetMembers()) != 3 || !es.GetHealthy() {
+			t.Errorf("etcd as %s sees it: %d voters of %d members, healthy %v", n.Name, voters, len(es.GetMembers()), es.GetHealthy())
+		}
+		leaders[es.GetLeaderId()] = true
 		out := mustTriad(t, "agent", "health", "-o", "json", "--pki-dir", c.pkiDir, "--endpoint", n.PrivateIP+":9443", "--cluster", c.name)
-		if !strings.Contains(out, `"apiserverReady": true`) || !strings.Contains(out, `"etcdHealthy": true`) {
+		if !strings.Contains(out, `"apiserverReady": true`) {
 			t.Errorf("%s health: %s", n.Name, out)
 		}
+	}
+	if len(leaders) != 1 || leaders[0] {
+		t.Errorf("etcd leaders seen: %v, want one", leaders)
 	}
 	if got := len(st.Nodes); got != 3 {
 		t.Fatalf("%d nodes", got)
@@ -509,12 +527,11 @@ func equalMaps(a, b map[string]string) bool {
 func TestMigrateNegativeControl(t *testing.T) {
 	c := newCluster(t, 3)
 	nodes := c.watchNodes(t)
-	cmd, lines, stdout := c.runMigrate(t, "run", "--unsafe-start-controllers-before-heartbeats")
+	cmd, lines, _ := c.runMigrate(t, "run", "--unsafe-start-controllers-before-heartbeats")
 	c.freezeKubelets(t, lines, 45*time.Second)
 	drain(lines)
 	err := cmd.Wait()
 	t.Logf("migrate run (unsafe): %v", err)
-	_ = stdout
 	eventuallyE2E(t, time.Minute, "the node-lifecycle controller marking nodes NotReady", func() error {
 		if seen := nodes.seen(); len(seen) == 0 {
 			return fmt.Errorf("no node NotReady")
