@@ -189,15 +189,6 @@ type Runner[S any] struct {
 	Progress func(Event)
 	// Until stops the operation (phase paused) after the named step.
 	Until string
-	// Now is the clock; time.Now if nil.
-	Now func() time.Time
-}
-
-func (r *Runner[S]) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
 }
 
 func (r *Runner[S]) emit(e Event) {
@@ -205,7 +196,7 @@ func (r *Runner[S]) emit(e Event) {
 		return
 	}
 	if e.Time.IsZero() {
-		e.Time = r.now()
+		e.Time = time.Now()
 	}
 	r.Progress(e)
 }
@@ -216,7 +207,7 @@ func (r *Runner[S]) save(rec *Record, state *S) error {
 		return fmt.Errorf("encoding operation state: %w", err)
 	}
 	rec.State = raw
-	rec.UpdatedAt = r.now()
+	rec.UpdatedAt = time.Now()
 	return r.Journal.Save(rec)
 }
 
@@ -225,7 +216,7 @@ func (r *Runner[S]) NewRecord(id, cluster string, epoch uint64, state *S) (*Reco
 	if r.Until != "" && r.index(r.Until) < 0 {
 		return nil, fmt.Errorf("--until %q: no such step (steps: %v)", r.Until, r.names())
 	}
-	rec := &Record{ID: id, Kind: r.Plan.Kind, Cluster: cluster, Epoch: epoch, Phase: PhaseRunning, CreatedAt: r.now()}
+	rec := &Record{ID: id, Kind: r.Plan.Kind, Cluster: cluster, Epoch: epoch, Phase: PhaseRunning, CreatedAt: time.Now()}
 	for _, s := range r.Plan.Steps {
 		rec.Steps = append(rec.Steps, StepRecord{Name: s.Name, State: StepPending})
 	}
@@ -301,7 +292,7 @@ func (r *Runner[S]) Forward(ctx context.Context, rec *Record, state *S) error {
 }
 
 func (r *Runner[S]) runStep(ctx context.Context, rec *Record, state *S, step Step[S], sr *StepRecord) error {
-	start := r.now()
+	start := time.Now()
 	sr.State, sr.Attempts, sr.StartedAt, sr.FinishedAt, sr.Error = StepRunning, sr.Attempts+1, &start, nil, ""
 	// Journal before acting: a crash from here on is resumed or rolled
 	// back knowing this step may have acted.
@@ -322,7 +313,7 @@ func (r *Runner[S]) runStep(ctx context.Context, rec *Record, state *S, step Ste
 			err = fmt.Errorf("%s: %w", part.name, err)
 		}
 	}
-	end := r.now()
+	end := time.Now()
 	sr.FinishedAt, sr.Seconds = &end, end.Sub(start).Seconds()
 	if err != nil {
 		sr.State, sr.Error = StepFailed, err.Error()
@@ -384,7 +375,7 @@ func (r *Runner[S]) Rollback(ctx context.Context, rec *Record, state *S) error {
 		if sr.State == StepPending || sr.State == StepUndone {
 			continue
 		}
-		start := r.now()
+		start := time.Now()
 		sr.State, sr.UndoError = StepUndoing, ""
 		if err := r.save(rec, state); err != nil {
 			return err
@@ -394,7 +385,7 @@ func (r *Runner[S]) Rollback(ctx context.Context, rec *Record, state *S) error {
 		if step.Undo != nil {
 			err = step.Undo(ctx, &Op[S]{Record: rec, State: state, Step: step.Name, runner: r})
 		}
-		elapsed := r.now().Sub(start)
+		elapsed := time.Now().Sub(start)
 		if err != nil {
 			sr.UndoError = err.Error()
 			rec.Phase = PhaseRollbackFailed
