@@ -31,7 +31,8 @@ etcdctl() { "$bin/etcdctl" --endpoints "https://$ip:2379" --cacert "$pki/etcd/ca
 head -c 1000000 /dev/urandom >value
 t=$(now)
 for i in $(seq 1 "$mb"); do etcdctl put "/triad-bench/fill-$i" <value >/dev/null; done
-echo "   filled etcd with ${mb} x 1 MB in $(since "$t" | xargs printf '%.0f')s: $(etcdctl endpoint status -w simple | awk -F', ' '{print $4}') on disk"
+db=$(etcdctl endpoint status -w json | grep -o '"dbSize":[0-9]*' | cut -d: -f2)
+echo "   filled etcd with ${mb} x 1 MB in $(since "$t" | xargs printf '%.0f')s: database $((db / 1000000)) MB"
 
 # Floor, part 1 and 2: what a hand-run migration cannot avoid for this data.
 t=$(now); etcdctl snapshot save floor.db >/dev/null 2>&1; save=$(since "$t")
