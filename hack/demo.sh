@@ -92,7 +92,7 @@ step "10. the same clients, the same addresses: nodes Ready, the same pods, 3 et
 kubectl get nodes
 kubectl get pods -o wide
 for ip in $(triad migrate status -f "$work/cluster.yaml" -o json | grep -o '"privateIP": *"127.0.10.[0-9]*"' | cut -d'"' -f4 | sort -u | grep -v "^$private$"); do
-  triad agent health --endpoint "$ip:9443" --cluster demo --as observer/dashboards | head -4
+  triad agent health --endpoint "$ip:9443" --cluster demo --as observer/dashboards -o json | grep -E "\"(apiserverReady|etcdHealthy|gateOpen|kubernetesVersion)\""
 done
 
 if [ -n "${DEMO_KEEP:-}" ]; then
