@@ -72,28 +72,15 @@ func (e *Env) vmsHeld(ctx context.Context, op *engine.Op[State]) error {
 			if info.GetCluster() != op.State.Cluster {
 				return fmt.Errorf("agent belongs to cluster %q", info.GetCluster())
 			}
-			pods, err := c.ListStaticPods(ctx, &agentv1.ListStaticPodsRequest{})
-			if err != nil {
-				return err
-			}
-			for _, p := range pods.GetPods() {
-				if p.GetState() != agentv1.StaticPodState_STATIC_POD_STATE_STOPPED {
-					return fmt.Errorf("static pod %s is %s; the boot data should have held it", p.GetName(), p.GetState())
-				}
-			}
-			return nil
+			return podsIn(ctx, c, agentv1.StaticPodState_STATIC_POD_STATE_STOPPED, "; the boot data should have held it")
 		})
 	})
 }
 
 func (e *Env) deleteVMs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	var known []string
-	for _, n := range s.Nodes {
-		known = append(known, n.InstanceID)
-	}
 	list := func() ([]sdk.Instance, error) { return e.Cloud.ListInstances(ctx, s.labels(op.Record.ID)) }
-	if err := deleteCreated(ctx, "instance", known, list, func(in sdk.Instance) string { return in.ID }, e.Cloud.DeleteInstance); err != nil {
+	if err := deleteCreated(ctx, "instance", instanceIDs(s.Nodes), list, func(in sdk.Instance) string { return in.ID }, e.Cloud.DeleteInstance); err != nil {
 		return err
 	}
 	s.Nodes = nil
@@ -102,10 +89,7 @@ func (e *Env) deleteVMs(ctx context.Context, op *engine.Op[State]) error {
 
 func (e *Env) createLBs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	var backends []string
-	for _, n := range s.Nodes {
-		backends = append(backends, n.InstanceID)
-	}
+	backends := instanceIDs(s.Nodes)
 	port := e.Config.ControlPlane.APIServerPort
 	for _, lb := range []struct {
 		id      *string

@@ -194,3 +194,27 @@ func parallel(nodes []Node, f func(n Node) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// instanceIDs are the nodes' cloud instance ids.
+func instanceIDs(nodes []Node) []string {
+	var ids []string
+	for _, n := range nodes {
+		ids = append(ids, n.InstanceID)
+	}
+	return ids
+}
+
+// podsIn fails unless every static pod the agent manages is in state want;
+// hint is appended to the complaint.
+func podsIn(ctx context.Context, c agentv1.AgentServiceClient, want agentv1.StaticPodState, hint string) error {
+	pods, err := c.ListStaticPods(ctx, &agentv1.ListStaticPodsRequest{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.GetPods() {
+		if p.GetState() != want {
+			return fmt.Errorf("static pod %s is %s%s", p.GetName(), p.GetState(), hint)
+		}
+	}
+	return nil
+}

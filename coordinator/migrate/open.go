@@ -133,16 +133,7 @@ func (e *Env) startControllers(ctx context.Context, op *engine.Op[State]) error 
 func (e *Env) allPodsRunning(ctx context.Context, op *engine.Op[State]) error {
 	return parallel(op.State.Nodes, func(n Node) error {
 		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-			pods, err := c.ListStaticPods(ctx, &agentv1.ListStaticPodsRequest{})
-			if err != nil {
-				return err
-			}
-			for _, p := range pods.GetPods() {
-				if p.GetState() != agentv1.StaticPodState_STATIC_POD_STATE_RUNNING {
-					return fmt.Errorf("static pod %s is %s", p.GetName(), p.GetState())
-				}
-			}
-			return nil
+			return podsIn(ctx, c, agentv1.StaticPodState_STATIC_POD_STATE_RUNNING, "")
 		})
 	})
 }
