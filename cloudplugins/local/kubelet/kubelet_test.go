@@ -1,11 +1,14 @@
 package kubelet_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,7 +174,22 @@ func TestCrictlListsTheVMsContainers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("crictl ps: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), `"io.kubernetes.pod.name": "kube-apiserver-cp-0"`) || !strings.Contains(string(out), "CONTAINER_RUNNING") {
+	// crictl prints protojson, whose whitespace is deliberately unstable:
+	// decode it rather than match bytes (warnings come before the JSON).
+	type container struct {
+		State  string            `json:"state"`
+		Labels map[string]string `json:"labels"`
+	}
+	var ps struct {
+		Containers []container `json:"containers"`
+	}
+	i := bytes.IndexByte(out, '{')
+	if i < 0 || json.Unmarshal(out[i:], &ps) != nil {
+		t.Fatalf("crictl ps printed no JSON:\n%s", out)
+	}
+	if !slices.ContainsFunc(ps.Containers, func(c container) bool {
+		return c.State == "CONTAINER_RUNNING" && c.Labels["io.kubernetes.pod.name"] == "kube-apiserver-cp-0"
+	}) {
 		t.Fatalf("crictl ps does not show the running kube-apiserver container:\n%s", out)
 	}
 	out, err = exec.Command(crictl, "--runtime-endpoint", "unix://"+v.socket, "pods").CombinedOutput()
