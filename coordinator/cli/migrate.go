@@ -57,7 +57,10 @@ a second coordinator takes over cleanly and the first one stops.
   triad migrate run      -f cluster.yaml
   triad migrate status   -f cluster.yaml
   triad migrate resume   -f cluster.yaml
-  triad migrate rollback -f cluster.yaml`,
+  triad migrate rollback -f cluster.yaml
+
+Progress goes to stderr; the result (the journal record with -o json) to
+stdout. TRIAD_PLUGIN_LOG=1 also prints the cloud plugin's own logs.`,
 	}
 	cmd.PersistentFlags().StringVarP(&f.configPath, "file", "f", "cluster.yaml", "cluster config (apiVersion triad.dev/v1alpha1, kind Cluster)")
 	addRunFlags := func(c *cobra.Command) {
