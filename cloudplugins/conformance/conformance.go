@@ -31,6 +31,8 @@ type Fixture struct {
 	// an instance and serve a backend on it. Without it the cases that
 	// need traffic through a load balancer are skipped (with the reason).
 	Backends BackendHarness
+	// NoBackends says why Backends is nil; the skipped cases report it.
+	NoBackends string
 	// Settle is how long health checks need to reach a verdict; default 10s.
 	Settle time.Duration
 }
@@ -290,6 +292,9 @@ func loadBalancerDefaults(t *testing.T, f Fixture) {
 	p, c := f.Provider, ctx(t)
 	ok(p.StopInstance(c, f.Seed)).get(t, "StopInstance")
 	ok(p.ReleaseAddress(c, f.PublicAddressID)).get(t, "ReleaseAddress")
+	// Backends are running instances (ELBv2, for one, refuses to register
+	// a stopped one).
+	ok(p.StartInstance(c, f.Seed)).get(t, "StartInstance")
 	req := sdk.CreateLoadBalancerRequest{
 		IdempotencyToken: "lb-public", Name: "conformance-public", Scheme: sdk.SchemePublic, AddressID: f.PublicAddressID,
 		ListenerPort: 6443, BackendPort: 6443, BackendInstanceIDs: []string{f.Seed}, HealthCheck: sdk.HealthCheck{Port: 9444, Path: "/gate"},
@@ -326,7 +331,11 @@ func loadBalancerDefaults(t *testing.T, f Fixture) {
 
 func healthChecks(t *testing.T, f Fixture) {
 	if f.Backends == nil {
-		t.Skip("the provider offers no backend harness; health checks are verified by its own tests")
+		reason := f.NoBackends
+		if reason == "" {
+			reason = "the provider offers no backend harness; health checks are verified by its own tests"
+		}
+		t.Skip(reason)
 	}
 	p, c := f.Provider, ctx(t)
 	snap := snapshotSeed(t, f, "snap-for-backends")

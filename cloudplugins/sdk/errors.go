@@ -17,6 +17,9 @@ var (
 	ErrQuota              = errors.New("quota exceeded")
 	ErrInvalidArgument    = errors.New("invalid argument")
 	ErrUnavailable        = errors.New("unavailable")
+	// ErrPermissionDenied: the cloud refused the plugin's credentials the
+	// call; the message names the missing permission.
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 var errorCodes = []struct {
@@ -29,6 +32,7 @@ var errorCodes = []struct {
 	{ErrQuota, codes.ResourceExhausted},
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{ErrUnavailable, codes.Unavailable},
+	{ErrPermissionDenied, codes.PermissionDenied},
 }
 
 // toGRPC turns a provider error into a status with the matching code.

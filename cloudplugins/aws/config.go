@@ -1,0 +1,171 @@
+package aws
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config is the plugin's configuration: the `cloud.config` object of a
+// triad cluster file, handed to the plugin as JSON.
+//
+//	cloud:
+//	  plugin: /usr/libexec/triad/triad-cloud-aws
+//	  env: [AWS_PROFILE]
+//	  config:
+//	    region: eu-west-1
+//	    vpcId: vpc-0a1b2c3d
+//	    subnets: {eu-west-1a: subnet-0aa, eu-west-1b: subnet-0bb, eu-west-1c: subnet-0cc}
+//	    dataDevice: /dev/sdf
+//	    privateAddresses: [10.0.1.10]
+type Config struct {
+	// Region of every call; empty takes the SDK's (AWS_REGION, profile).
+	Region string `json:"region,omitempty"`
+	// VPCID scopes every list: instances, interfaces and subnets outside it
+	// are invisible to triad.
+	VPCID string `json:"vpcId"`
+	// Subnets maps each availability zone triad may create instances in
+	// to the subnet they go in. These are the plugin's zones.
+	Subnets map[string]string `json:"subnets"`
+	// DataDevice is the device name of the EBS volume that holds the
+	// control plane's state (/etc/kubernetes, /var/lib/etcd). It is what a
+	// disk snapshot copies and what a new instance gets restored at; the
+	// root volume comes from the image. Default /dev/sdf.
+	DataDevice string `json:"dataDevice,omitempty"`
+	// DataVolumeType of restored data volumes; default gp3.
+	DataVolumeType string `json:"dataVolumeType,omitempty"`
+	// PrivateAddresses are the movable private IPs the plugin manages:
+	// secondary private IPs of an instance's primary interface (see the
+	// README: a primary private IP cannot move).
+	PrivateAddresses []string `json:"privateAddresses,omitempty"`
+	// InstanceType, SecurityGroupIDs, IAMInstanceProfile and KeyName of new
+	// instances; each empty one is copied from the snapshot's source
+	// instance.
+	InstanceType       string   `json:"instanceType,omitempty"`
+	SecurityGroupIDs   []string `json:"securityGroupIds,omitempty"`
+	IAMInstanceProfile string   `json:"iamInstanceProfile,omitempty"`
+	KeyName            string   `json:"keyName,omitempty"`
+	// Endpoints override the service endpoints (VPC endpoints, FIPS, or a
+	// test server): keys "ec2" and "elasticloadbalancing".
+	Endpoints map[string]string `json:"endpoints,omitempty"`
+	// MaxAttempts per API call, throttling included; default 10.
+	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// PollInterval of the waiters (instance running/stopped, snapshot
+	// completed, load balancer active); default 5s.
+	PollInterval Duration `json:"pollInterval,omitempty"`
+	// WaitTimeout bounds each wait; default 15m (NLBs take minutes).
+	WaitTimeout Duration `json:"waitTimeout,omitempty"`
+}
+
+// Duration is a time.Duration written as "5s" in JSON.
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// ParseConfig decodes and validates the plugin's JSON configuration,
+// reporting every problem at once.
+func ParseConfig(raw []byte) (Config, error) {
+	var c Config
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return c, errors.New("aws plugin: no configuration (cloud.config in the cluster file): vpcId and subnets are required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("aws plugin: cloud.config: %w", err)
+	}
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.DataDevice == "" {
+		c.DataDevice = "/dev/sdf"
+	}
+	if c.DataVolumeType == "" {
+		c.DataVolumeType = "gp3"
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 10
+	}
+	if c.PollInterval.Duration == 0 {
+		c.PollInterval.Duration = 5 * time.Second
+	}
+	if c.WaitTimeout.Duration == 0 {
+		c.WaitTimeout.Duration = 15 * time.Minute
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var problems []string
+	bad := func(field, format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("cloud.config.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if !strings.HasPrefix(c.VPCID, "vpc-") {
+		bad("vpcId", "required, a VPC id like vpc-0a1b2c3d (got %q)", c.VPCID)
+	}
+	if len(c.Subnets) == 0 {
+		bad("subnets", "required: availability zone -> subnet id, one per zone triad may use")
+	}
+	for zone, subnet := range c.Subnets {
+		if !strings.HasPrefix(subnet, "subnet-") {
+			bad("subnets."+zone, "%q is not a subnet id", subnet)
+		}
+	}
+	if !strings.HasPrefix(c.DataDevice, "/dev/") {
+		bad("dataDevice", "%q is not a device name like /dev/sdf", c.DataDevice)
+	}
+	for _, a := range c.PrivateAddresses {
+		if ip, err := netip.ParseAddr(a); err != nil || !ip.Is4() {
+			bad("privateAddresses", "%q is not an IPv4 address", a)
+		}
+	}
+	for k := range c.Endpoints {
+		if k != "ec2" && k != "elasticloadbalancing" {
+			bad("endpoints."+k, "unknown service (ec2, elasticloadbalancing)")
+		}
+	}
+	if c.MaxAttempts < 1 {
+		bad("maxAttempts", "must be at least 1")
+	}
+	if c.PollInterval.Duration < 0 || c.WaitTimeout.Duration < c.PollInterval.Duration {
+		bad("waitTimeout", "must be longer than pollInterval")
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	slices.Sort(problems)
+	return fmt.Errorf("aws plugin configuration:\n  %s", strings.Join(problems, "\n  "))
+}
+
+// zones returns the configured zones, sorted.
+func (c Config) zones() []string {
+	var z []string
+	for k := range c.Subnets {
+		z = append(z, k)
+	}
+	slices.Sort(z)
+	return z
+}

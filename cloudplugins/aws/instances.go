@@ -1,0 +1,362 @@
+package aws
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/triad-k8s/triad/cloudplugins/sdk"
+)
+
+func tagMap(tags []types.Tag) map[string]string {
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
+}
+
+// ec2Tags turns labels plus the plugin's own tags into EC2 tags, sorted
+// (requests are then reproducible, which the tests rely on).
+func ec2Tags(labels map[string]string, extra ...string) []types.Tag {
+	var tags []types.Tag
+	for k, v := range labels {
+		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		tags = append(tags, types.Tag{Key: aws.String(extra[i]), Value: aws.String(extra[i+1])})
+	}
+	slices.SortFunc(tags, func(a, b types.Tag) int { return strings.Compare(*a.Key, *b.Key) })
+	return tags
+}
+
+// labelFilters selects resources carrying every label.
+func labelFilters(labels map[string]string) []types.Filter {
+	var f []types.Filter
+	for k, v := range labels {
+		f = append(f, types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
+	}
+	slices.SortFunc(f, func(a, b types.Filter) int { return strings.Compare(*a.Name, *b.Name) })
+	return f
+}
+
+var instanceStates = map[types.InstanceStateName]sdk.InstanceState{
+	types.InstanceStateNamePending:      sdk.InstancePending,
+	types.InstanceStateNameRunning:      sdk.InstanceRunning,
+	types.InstanceStateNameStopping:     sdk.InstanceStopping,
+	types.InstanceStateNameStopped:      sdk.InstanceStopped,
+	types.InstanceStateNameShuttingDown: sdk.InstanceTerminated,
+	types.InstanceStateNameTerminated:   sdk.InstanceTerminated,
+}
+
+// primaryInterface is the instance's device-index-0 network interface.
+func primaryInterface(i types.Instance) *types.InstanceNetworkInterface {
+	for k, ni := range i.NetworkInterfaces {
+		if ni.Attachment != nil && aws.ToInt32(ni.Attachment.DeviceIndex) == 0 {
+			return &i.NetworkInterfaces[k]
+		}
+	}
+	return nil
+}
+
+func (p *Provider) instanceView(i types.Instance) sdk.Instance {
+	tags := tagMap(i.Tags)
+	out := sdk.Instance{
+		ID:        aws.ToString(i.InstanceId),
+		Name:      tags["Name"],
+		Image:     aws.ToString(i.ImageId),
+		PrivateIP: aws.ToString(i.PrivateIpAddress),
+		PublicIP:  aws.ToString(i.PublicIpAddress),
+		Labels:    labelsOf(tags),
+		CreatedAt: aws.ToTime(i.LaunchTime),
+	}
+	if i.Placement != nil {
+		out.Zone = aws.ToString(i.Placement.AvailabilityZone)
+	}
+	if i.State != nil {
+		out.State = instanceStates[i.State.Name]
+	}
+	// The address triad reaches the node on is the managed (movable)
+	// private address when the instance holds one.
+	if ni := primaryInterface(i); ni != nil {
+		for _, a := range ni.PrivateIpAddresses {
+			if ip := aws.ToString(a.PrivateIpAddress); p.isPrivateAddress(ip) {
+				out.PrivateIP = ip
+			}
+		}
+	}
+	for _, m := range i.BlockDeviceMappings {
+		if aws.ToString(m.DeviceName) == p.cfg.DataDevice && m.Ebs != nil {
+			out.DiskID = aws.ToString(m.Ebs.VolumeId)
+		}
+	}
+	return out
+}
+
+// describeInstance returns one instance in the configured VPC.
+func (p *Provider) describeInstance(ctx context.Context, id string) (types.Instance, error) {
+	if !strings.HasPrefix(id, "i-") {
+		return types.Instance{}, fmt.Errorf("%w: instance %q", sdk.ErrNotFound, id)
+	}
+	out, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		return types.Instance{}, mapError(err)
+	}
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			// A terminated instance has left its VPC.
+			if vpc := aws.ToString(i.VpcId); vpc == p.cfg.VPCID || (vpc == "" && i.State != nil && i.State.Name == types.InstanceStateNameTerminated) {
+				return i, nil
+			}
+			return types.Instance{}, fmt.Errorf("%w: instance %s is not in %s", sdk.ErrNotFound, id, p.cfg.VPCID)
+		}
+	}
+	return types.Instance{}, fmt.Errorf("%w: instance %s", sdk.ErrNotFound, id)
+}
+
+// GetInstance implements sdk.Provider.
+func (p *Provider) GetInstance(ctx context.Context, id string) (sdk.Instance, error) {
+	i, err := p.describeInstance(ctx, id)
+	if err != nil {
+		return sdk.Instance{}, err
+	}
+	return p.instanceView(i), nil
+}
+
+// ListInstances implements sdk.Provider: the live (not terminated)
+// instances of the configured VPC carrying every label.
+func (p *Provider) ListInstances(ctx context.Context, labels map[string]string) ([]sdk.Instance, error) {
+	filters := append([]types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{p.cfg.VPCID}},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}},
+	}, labelFilters(labels)...)
+	var out []sdk.Instance
+	pages := ec2.NewDescribeInstancesPaginator(p.ec2, &ec2.DescribeInstancesInput{Filters: filters})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, mapError(err)
+		}
+		for _, r := range page.Reservations {
+			for _, i := range r.Instances {
+				out = append(out, p.instanceView(i))
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b sdk.Instance) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// CreateInstance implements sdk.Provider: RunInstances with the token as
+// ClientToken, the data volume restored from the snapshot at DataDevice,
+// the boot data as user data, and whatever the configuration leaves
+// unset (type, security groups, instance profile, key) copied from the
+// snapshot's source instance. It returns once the instance is running.
+func (p *Provider) CreateInstance(ctx context.Context, req sdk.CreateInstanceRequest) (sdk.Instance, error) {
+	if err := checkToken(req.IdempotencyToken); err != nil {
+		return sdk.Instance{}, err
+	}
+	subnet, ok := p.cfg.Subnets[req.Zone]
+	if !ok {
+		return sdk.Instance{}, fmt.Errorf("%w: zone %q has no subnet in the plugin configuration (zones: %v)", sdk.ErrInvalidArgument, req.Zone, p.cfg.zones())
+	}
+	if len(req.BootData) > sdk.MaxBootData {
+		return sdk.Instance{}, fmt.Errorf("%w: boot data is %d bytes; EC2 user data holds %d", sdk.ErrInvalidArgument, len(req.BootData), sdk.MaxBootData)
+	}
+	snap, err := p.describeSnapshot(ctx, req.DiskSnapshotID)
+	if err != nil {
+		return sdk.Instance{}, err
+	}
+	if snap.State != types.SnapshotStateCompleted {
+		return sdk.Instance{}, fmt.Errorf("%w: snapshot %s is %s, not completed", sdk.ErrFailedPrecondition, req.DiskSnapshotID, snap.State)
+	}
+	in, err := p.launchSpec(ctx, req, tagMap(snap.Tags))
+	if err != nil {
+		return sdk.Instance{}, err
+	}
+	in.SubnetId = aws.String(subnet)
+	out, err := p.ec2.RunInstances(ctx, in)
+	if err != nil {
+		return sdk.Instance{}, mapError(err)
+	}
+	if len(out.Instances) != 1 {
+		return sdk.Instance{}, fmt.Errorf("RunInstances returned %d instances, want 1", len(out.Instances))
+	}
+	id := aws.ToString(out.Instances[0].InstanceId)
+	if err := p.waitRunning(ctx, id); err != nil {
+		return sdk.Instance{}, err
+	}
+	return p.GetInstance(ctx, id)
+}
+
+// launchSpec builds RunInstances' input, less the subnet.
+func (p *Provider) launchSpec(ctx context.Context, req sdk.CreateInstanceRequest, snapTags map[string]string) (*ec2.RunInstancesInput, error) {
+	image := req.Image
+	if image == "" {
+		image = snapTags[tagSourceImage]
+	}
+	if image == "" {
+		return nil, fmt.Errorf("%w: no image given and snapshot %s names no source image", sdk.ErrInvalidArgument, req.DiskSnapshotID)
+	}
+	in := &ec2.RunInstancesInput{
+		ClientToken:  aws.String(req.IdempotencyToken),
+		ImageId:      aws.String(image),
+		MinCount:     aws.Int32(1),
+		MaxCount:     aws.Int32(1),
+		InstanceType: types.InstanceType(p.cfg.InstanceType),
+		BlockDeviceMappings: []types.BlockDeviceMapping{{
+			DeviceName: aws.String(p.cfg.DataDevice),
+			Ebs: &types.EbsBlockDevice{
+				SnapshotId:          aws.String(req.DiskSnapshotID),
+				VolumeType:          types.VolumeType(p.cfg.DataVolumeType),
+				DeleteOnTermination: aws.Bool(true),
+			},
+		}},
+		// IMDSv2 only: the agent reads its boot data with a session token.
+		MetadataOptions: &types.InstanceMetadataOptionsRequest{HttpTokens: types.HttpTokensStateRequired, HttpEndpoint: types.InstanceMetadataEndpointStateEnabled},
+		TagSpecifications: []types.TagSpecification{
+			{ResourceType: types.ResourceTypeInstance, Tags: ec2Tags(req.Labels, "Name", req.Name, tagToken, req.IdempotencyToken)},
+			{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(req.Labels, "Name", req.Name)},
+		},
+	}
+	if len(req.BootData) > 0 {
+		in.UserData = aws.String(base64.StdEncoding.EncodeToString(req.BootData))
+	}
+	if req.PrivateIP != "" {
+		in.PrivateIpAddress = aws.String(req.PrivateIP)
+	}
+	if len(p.cfg.SecurityGroupIDs) > 0 {
+		in.SecurityGroupIds = p.cfg.SecurityGroupIDs
+	}
+	if p.cfg.IAMInstanceProfile != "" {
+		in.IamInstanceProfile = instanceProfile(p.cfg.IAMInstanceProfile)
+	}
+	if p.cfg.KeyName != "" {
+		in.KeyName = aws.String(p.cfg.KeyName)
+	}
+	if in.InstanceType != "" && in.SecurityGroupIds != nil && in.IamInstanceProfile != nil {
+		return in, nil
+	}
+	// Clone the rest from the source instance (stopped, but still there
+	// during a migration).
+	srcID := snapTags[tagSourceInstance]
+	src, err := p.describeInstance(ctx, srcID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: snapshot %s: source instance %q to copy the instance type, security groups and profile from: %v (set them in cloud.config)", sdk.ErrInvalidArgument, req.DiskSnapshotID, srcID, err)
+	}
+	if in.InstanceType == "" {
+		in.InstanceType = src.InstanceType
+	}
+	if in.SecurityGroupIds == nil {
+		for _, g := range src.SecurityGroups {
+			in.SecurityGroupIds = append(in.SecurityGroupIds, aws.ToString(g.GroupId))
+		}
+	}
+	if in.IamInstanceProfile == nil && src.IamInstanceProfile != nil {
+		in.IamInstanceProfile = &types.IamInstanceProfileSpecification{Arn: src.IamInstanceProfile.Arn}
+	}
+	if in.KeyName == nil {
+		in.KeyName = src.KeyName
+	}
+	return in, nil
+}
+
+func instanceProfile(s string) *types.IamInstanceProfileSpecification {
+	if strings.HasPrefix(s, "arn:") {
+		return &types.IamInstanceProfileSpecification{Arn: aws.String(s)}
+	}
+	return &types.IamInstanceProfileSpecification{Name: aws.String(s)}
+}
+
+func (p *Provider) waitRunning(ctx context.Context, id string) error {
+	w := ec2.NewInstanceRunningWaiter(p.ec2, func(o *ec2.InstanceRunningWaiterOptions) {
+		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+	})
+	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
+		return fmt.Errorf("waiting for instance %s to run: %w", id, mapError(err))
+	}
+	return nil
+}
+
+// StopInstance implements sdk.Provider and returns once it is stopped.
+func (p *Provider) StopInstance(ctx context.Context, id string) (sdk.Instance, error) {
+	i, err := p.describeInstance(ctx, id)
+	if err != nil {
+		return sdk.Instance{}, err
+	}
+	switch i.State.Name {
+	case types.InstanceStateNameStopped:
+		return p.instanceView(i), nil
+	case types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated:
+		return sdk.Instance{}, fmt.Errorf("%w: instance %s is %s", sdk.ErrFailedPrecondition, id, i.State.Name)
+	}
+	if _, err := p.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}); err != nil {
+		return sdk.Instance{}, mapError(err)
+	}
+	w := ec2.NewInstanceStoppedWaiter(p.ec2, func(o *ec2.InstanceStoppedWaiterOptions) {
+		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+	})
+	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
+		return sdk.Instance{}, fmt.Errorf("waiting for instance %s to stop: %w", id, mapError(err))
+	}
+	return p.GetInstance(ctx, id)
+}
+
+// StartInstance implements sdk.Provider and returns once it is running.
+func (p *Provider) StartInstance(ctx context.Context, id string) (sdk.Instance, error) {
+	i, err := p.describeInstance(ctx, id)
+	if err != nil {
+		return sdk.Instance{}, err
+	}
+	switch i.State.Name {
+	case types.InstanceStateNameRunning:
+		return p.instanceView(i), nil
+	case types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated:
+		return sdk.Instance{}, fmt.Errorf("%w: instance %s is %s", sdk.ErrFailedPrecondition, id, i.State.Name)
+	case types.InstanceStateNameStopping:
+		// StartInstances refuses a stopping instance (IncorrectInstanceState).
+		if _, err := p.StopInstance(ctx, id); err != nil {
+			return sdk.Instance{}, err
+		}
+	}
+	if i.State.Name != types.InstanceStateNamePending {
+		if _, err := p.ec2.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}}); err != nil {
+			return sdk.Instance{}, mapError(err)
+		}
+	}
+	if err := p.waitRunning(ctx, id); err != nil {
+		return sdk.Instance{}, err
+	}
+	return p.GetInstance(ctx, id)
+}
+
+// DeleteInstance implements sdk.Provider: TerminateInstances, then wait
+// until terminated, so its volumes (DeleteOnTermination) and primary
+// private IP are free when it returns.
+func (p *Provider) DeleteInstance(ctx context.Context, id string) error {
+	if _, err := p.describeInstance(ctx, id); errors.Is(err, sdk.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+		if err := mapError(err); !errors.Is(err, sdk.ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	w := ec2.NewInstanceTerminatedWaiter(p.ec2, func(o *ec2.InstanceTerminatedWaiterOptions) {
+		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+	})
+	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
+		return fmt.Errorf("waiting for instance %s to terminate: %w", id, mapError(err))
+	}
+	return nil
+}
