@@ -55,6 +55,9 @@ type Config struct {
 	Endpoints map[string]string `json:"endpoints,omitempty"`
 	// MaxAttempts per API call, throttling included; default 10.
 	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// MaxBackoff caps the jittered exponential backoff between attempts;
+	// default 20s (the SDK's).
+	MaxBackoff Duration `json:"maxBackoff,omitempty"`
 	// PollInterval of the waiters (instance running/stopped, snapshot
 	// completed, load balancer active); default 5s.
 	PollInterval Duration `json:"pollInterval,omitempty"`
@@ -108,6 +111,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 10
+	}
+	if c.MaxBackoff.Duration == 0 {
+		c.MaxBackoff.Duration = 20 * time.Second
 	}
 	if c.PollInterval.Duration == 0 {
 		c.PollInterval.Duration = 5 * time.Second

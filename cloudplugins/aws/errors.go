@@ -25,7 +25,6 @@ var errorCodes = map[string]error{
 	"LoadBalancerNotFound":         sdk.ErrNotFound,
 	"TargetGroupNotFound":          sdk.ErrNotFound,
 	"ListenerNotFound":             sdk.ErrNotFound,
-	"InvalidTarget":                sdk.ErrNotFound,
 	// A retried create whose parameters differ from the first call's.
 	"IdempotentParameterMismatch": sdk.ErrAlreadyExists,
 	"DuplicateLoadBalancerName":   sdk.ErrAlreadyExists,
@@ -39,6 +38,7 @@ var errorCodes = map[string]error{
 	"ResourceInUse":               sdk.ErrFailedPrecondition,
 	"InvalidSnapshot.InUse":       sdk.ErrFailedPrecondition,
 	"InvalidConfigurationRequest": sdk.ErrFailedPrecondition,
+	"InvalidTarget":               sdk.ErrFailedPrecondition, // not running
 	// Quota and capacity.
 	"InstanceLimitExceeded":             sdk.ErrQuota,
 	"VcpuLimitExceeded":                 sdk.ErrQuota,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
@@ -352,8 +353,12 @@ func (p *Provider) finishLoadBalancer(ctx context.Context, r lbRecord, backends 
 // setTargets makes the target group's instances exactly ids.
 func (p *Provider) setTargets(ctx context.Context, r lbRecord, ids []string) error {
 	for _, id := range ids {
-		if _, err := p.describeInstance(ctx, id); err != nil {
+		inst, err := p.describeInstance(ctx, id)
+		if err != nil {
 			return fmt.Errorf("backend: %w", err)
+		}
+		if inst.State.Name != types.InstanceStateNameRunning && inst.State.Name != types.InstanceStateNamePending {
+			return fmt.Errorf("%w: backend %s is %s; ELBv2 registers running instances only", sdk.ErrFailedPrecondition, id, inst.State.Name)
 		}
 	}
 	health, err := p.elb.DescribeTargetHealth(ctx, &elb.DescribeTargetHealthInput{TargetGroupArn: aws.String(r.targetGroup())})

@@ -69,7 +69,11 @@ func New(ctx context.Context, cfg Config, opts ...func(*awsconfig.LoadOptions) e
 		// exponential jitter backoff, more attempts than the SDK's 3: a
 		// migration step should ride out a throttled burst, not roll back.
 		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = cfg.MaxAttempts })
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = cfg.MaxAttempts
+				o.MaxBackoff = cfg.MaxBackoff.Duration
+				o.Backoff = retry.NewExponentialJitterBackoff(cfg.MaxBackoff.Duration)
+			})
 		}),
 	}
 	if cfg.Region != "" {

@@ -198,7 +198,7 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 	if os.Getenv("TRIAD_PLUGIN_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	plugin, err := sdk.Open(ctx, cfg.Cloud.Plugin, sdk.OpenOptions{Config: cfg.Cloud.Config, SHA256: cfg.Cloud.PluginSHA256, Logger: logger})
+	plugin, err := sdk.Open(ctx, cfg.Cloud.Plugin, sdk.OpenOptions{Config: cfg.Cloud.Config, SHA256: cfg.Cloud.PluginSHA256, Env: cfg.PluginEnv(), Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@
 //	cloud:
 //	  plugin: /usr/libexec/triad/triad-cloud-aws
 //	  pluginSHA256: 3f1c…        # optional; refuses any other binary
+//	  env: [AWS_PROFILE]          # passed through from triad's environment
 //	  config: {region: eu-west-1} # handed to the plugin as JSON
 //	controlPlane:
 //	  instance: i-0abc
@@ -34,6 +35,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -50,6 +52,20 @@ const (
 
 // ErrInvalid wraps every validation error.
 var ErrInvalid = errors.New("invalid cluster config")
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// PluginEnv returns NAME=value for each cloud.env variable set in
+// triad's environment.
+func (c *Cluster) PluginEnv() []string {
+	var env []string
+	for _, name := range c.Cloud.Env {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
+}
 
 // Cluster is one cluster's configuration.
 type Cluster struct {
@@ -72,6 +88,10 @@ type Cluster struct {
 type Cloud struct {
 	Plugin       string `json:"plugin"`
 	PluginSHA256 string `json:"pluginSHA256,omitempty"`
+	// Env names environment variables passed from triad's environment to
+	// the plugin's (credentials, profiles), which otherwise holds only
+	// PATH, HOME, TMPDIR and XDG_*. Names only: values never go in the file.
+	Env []string `json:"env,omitempty"`
 	// Config is handed to the plugin, as JSON, in TRIAD_CLOUD_CONFIG.
 	Config json.RawMessage `json:"config,omitempty"`
 }
@@ -188,6 +208,11 @@ func (c *Cluster) Validate() error {
 	}
 	if c.Cloud.Plugin == "" {
 		bad("cloud.plugin", "required (path of the cloud plugin binary)")
+	}
+	for i, name := range c.Cloud.Env {
+		if !envName.MatchString(name) {
+			bad(fmt.Sprintf("cloud.env[%d]", i), "%q is not an environment variable name (names only; values stay in the environment)", name)
+		}
 	}
 	if len(c.Cloud.Config) > 0 && !json.Valid(c.Cloud.Config) {
 		bad("cloud.config", "not valid JSON")

@@ -81,6 +81,7 @@ func TestInvalidConfigsNameTheField(t *testing.T) {
 		"missing cert":     {"cert: c.crt", "cert: nope.crt", "agent.tls.cert: stat"},
 		"bad cluster name": {"name: prod-eu1", "name: Prod_EU", "name:"},
 		"bad endpoint":     {"agent:\n", "agent:\n  endpoint: nohost\n", "agent.endpoint:"},
+		"env with a value": {"plugin: plugin\n", "plugin: plugin\n  env: [AWS_PROFILE=prod]\n", `cloud.env[0]: "AWS_PROFILE=prod" is not an environment variable name`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -93,5 +94,21 @@ func TestInvalidConfigsNameTheField(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestPluginEnvPassesOnlyNamedVariablesThatAreSet(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir)
+	doc := strings.Replace(valid, "plugin: plugin\n", "plugin: plugin\n  env: [TRIAD_TEST_PROFILE, TRIAD_TEST_UNSET]\n", 1)
+	c, err := config.Parse([]byte(doc), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TRIAD_TEST_PROFILE", "prod")
+	t.Setenv("TRIAD_TEST_OTHER", "secret")
+	os.Unsetenv("TRIAD_TEST_UNSET")
+	if got := c.PluginEnv(); len(got) != 1 || got[0] != "TRIAD_TEST_PROFILE=prod" {
+		t.Fatalf("PluginEnv = %q, want only TRIAD_TEST_PROFILE=prod", got)
 	}
 }
