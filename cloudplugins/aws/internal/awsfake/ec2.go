@@ -194,9 +194,11 @@ func (s *Server) describeInstances(q query) (any, *apiError) {
 		}
 		out = append(out, xReservation{ReservationID: "r-" + id[2:], OwnerID: account, Instances: []xInstance{s.instanceXML(in)}})
 	}
+	out, next := page(s, out, q.Get("NextToken"))
 	return struct {
 		Reservations []xReservation `xml:"reservationSet>item"`
-	}{out}, nil
+		NextToken    string         `xml:"nextToken,omitempty"`
+	}{out, next}, nil
 }
 
 func (s *Server) runInstances(q query) (any, *apiError) {
@@ -364,9 +366,11 @@ func (s *Server) describeSnapshots(q query) (any, *apiError) {
 		}
 	}
 	slices.SortFunc(out, func(a, b xSnapshot) int { return compare(a.SnapshotID, b.SnapshotID) })
+	out, next := page(s, out, q.Get("NextToken"))
 	return struct {
 		Snapshots []xSnapshot `xml:"snapshotSet>item"`
-	}{out}, nil
+		NextToken string      `xml:"nextToken,omitempty"`
+	}{out, next}, nil
 }
 
 func compare(a, b string) int {

@@ -211,9 +211,11 @@ func (s *Server) describeLBs(q query) (any, *apiError) {
 		}
 	}
 	slices.SortFunc(out, func(a, b eLB) int { return compare(a.LoadBalancerArn, b.LoadBalancerArn) })
+	out, next := page(s, out, q.Get("Marker"))
 	return struct {
-		LoadBalancers []eLB `xml:"LoadBalancers>member"`
-	}{out}, nil
+		LoadBalancers []eLB  `xml:"LoadBalancers>member"`
+		NextMarker    string `xml:"NextMarker,omitempty"`
+	}{out, next}, nil
 }
 
 func (s *Server) tgXML(t *tg) eTG {

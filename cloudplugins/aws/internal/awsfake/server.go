@@ -66,6 +66,9 @@ type Server struct {
 	// Settle is how long a resource stays in a transitional state
 	// (pending, stopping, provisioning, …); default 20ms.
 	Settle time.Duration
+	// PageSize is how many items a list call returns before it hands out
+	// a next token; default 2, so that every paginated list pages.
+	PageSize int
 	// Linger is how long an NLB's network interface outlives the NLB;
 	// default 5 × Settle.
 	Linger time.Duration
@@ -520,4 +523,20 @@ func checkFilters(f map[string][]string, supported ...string) *apiError {
 		}
 	}
 	return nil
+}
+
+// page returns the page of items that token starts, and the token of the
+// next page ("" on the last). Tokens are offsets; AWS's are opaque.
+func page[T any](s *Server, items []T, token string) ([]T, string) {
+	size := s.PageSize
+	if size <= 0 {
+		size = 2
+	}
+	start, _ := strconv.Atoi(token)
+	start = min(max(start, 0), len(items))
+	end := min(start+size, len(items))
+	if end < len(items) {
+		return items[start:end], strconv.Itoa(end)
+	}
+	return items[start:end], ""
 }
