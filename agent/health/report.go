@@ -36,7 +36,10 @@ type Report struct {
 	DiskFreeBytes                 uint64
 	KubernetesVersion             string
 	EtcdVersion                   string
-	Problems                      []string
+	// Etcd is the local member's view of the cluster; zero when etcd did
+	// not answer.
+	Etcd     etcd.Status
+	Problems []string
 }
 
 // Observe assembles a report; each failed source adds a problem instead of
@@ -63,7 +66,7 @@ func (s Sources) Observe(ctx context.Context) Report {
 		if st, err := s.EtcdStatus(ctx); err != nil {
 			problem(err)
 		} else {
-			r.EtcdHealthy, r.EtcdVersion = st.Healthy, st.Version
+			r.EtcdHealthy, r.EtcdVersion, r.Etcd = st.Healthy, st.Version, st
 			if !st.Healthy {
 				problem(errors.New("etcd: linearizable read failed (no leader or no quorum)"))
 			}
@@ -98,6 +101,11 @@ func Same(a, b Report) bool {
 	return a.APIServerReady == b.APIServerReady && a.APIServerLive == b.APIServerLive &&
 		a.EtcdHealthy == b.EtcdHealthy && a.GateOpen == b.GateOpen &&
 		a.KubernetesVersion == b.KubernetesVersion && a.EtcdVersion == b.EtcdVersion &&
+		a.Etcd.MemberID == b.Etcd.MemberID && a.Etcd.LeaderID == b.Etcd.LeaderID &&
+		slices.EqualFunc(a.Etcd.Members, b.Etcd.Members, func(x, y etcd.Member) bool {
+			return x.ID == y.ID && x.Name == y.Name && x.IsLearner == y.IsLearner
+		}) &&
+		slices.Equal(a.Etcd.Alarms, b.Etcd.Alarms) &&
 		slices.Equal(a.Problems, b.Problems) &&
 		slices.EqualFunc(a.Pods, b.Pods, func(x, y staticpods.Pod) bool {
 			return x.Name == y.Name && x.State == y.State && x.Image == y.Image && slices.Equal(x.ContainerIDs, y.ContainerIDs)

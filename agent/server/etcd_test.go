@@ -207,3 +207,17 @@ func TestBadSnapshotRequestsAreRefusedAndChangeNothing(t *testing.T) {
 		t.Fatalf("etcd unhealthy after refused requests: %v %v", st, err)
 	}
 }
+
+func TestHealthCarriesTheLocalMembersViewOfEtcd(t *testing.T) {
+	p := newTestPKI(t)
+	node := startEtcdNode(t, p, "127.0.0.1")
+	h, err := node.client.GetHealth(ctx(t), &agentv1.GetHealthRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := h.GetHealth()
+	if got.GetEtcdMemberId() == 0 || got.GetEtcdLeaderId() != got.GetEtcdMemberId() || len(got.GetEtcdMembers()) != 1 ||
+		got.GetEtcdMembers()[0].GetName() != "cp-0" || got.GetEtcdDbSizeBytes() <= 0 {
+		t.Fatalf("health = member %x, leader %x, members %v, db %d", got.GetEtcdMemberId(), got.GetEtcdLeaderId(), got.GetEtcdMembers(), got.GetEtcdDbSizeBytes())
+	}
+}

@@ -73,6 +73,8 @@ func reportToProto(r health.Report) *agentv1.NodeHealth {
 		ApiserverReady: r.APIServerReady, ApiserverLive: r.APIServerLive,
 		EtcdHealthy: r.EtcdHealthy, StaticPods: podsToProto(r.Pods), GateOpen: r.GateOpen,
 		DiskFreeBytes: r.DiskFreeBytes, KubernetesVersion: r.KubernetesVersion, EtcdVersion: r.EtcdVersion,
-		Problems: r.Problems,
+		Problems:     r.Problems,
+		EtcdMemberId: r.Etcd.MemberID, EtcdLeaderId: r.Etcd.LeaderID, EtcdMembers: membersToProto(r.Etcd.Members),
+		EtcdDbSizeBytes: r.Etcd.DBSize, EtcdAlarms: r.Etcd.Alarms,
 	}
 }

@@ -525,7 +525,19 @@ type NodeHealth struct {
 	// etcd_version is the version reported by the local etcd member.
 	EtcdVersion string `protobuf:"bytes,9,opt,name=etcd_version,json=etcdVersion,proto3" json:"etcd_version,omitempty"`
 	// problems are human-readable reasons for anything not healthy.
-	Problems      []string `protobuf:"bytes,10,rep,name=problems,proto3" json:"problems,omitempty"`
+	Problems []string `protobuf:"bytes,10,rep,name=problems,proto3" json:"problems,omitempty"`
+	// etcd_member_id is the id of the local etcd member; 0 when etcd did not
+	// answer.
+	EtcdMemberId uint64 `protobuf:"varint,11,opt,name=etcd_member_id,json=etcdMemberId,proto3" json:"etcd_member_id,omitempty"`
+	// etcd_leader_id is the leader as seen by the local member, 0 if none.
+	EtcdLeaderId uint64 `protobuf:"varint,12,opt,name=etcd_leader_id,json=etcdLeaderId,proto3" json:"etcd_leader_id,omitempty"`
+	// etcd_members are all members, voters and learners, as the local member
+	// sees them.
+	EtcdMembers []*EtcdMember `protobuf:"bytes,13,rep,name=etcd_members,json=etcdMembers,proto3" json:"etcd_members,omitempty"`
+	// etcd_db_size_bytes is the size of the local member's database file.
+	EtcdDbSizeBytes int64 `protobuf:"varint,14,opt,name=etcd_db_size_bytes,json=etcdDbSizeBytes,proto3" json:"etcd_db_size_bytes,omitempty"`
+	// etcd_alarms are the cluster's active alarms.
+	EtcdAlarms    []string `protobuf:"bytes,15,rep,name=etcd_alarms,json=etcdAlarms,proto3" json:"etcd_alarms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +638,41 @@ func (x *NodeHealth) GetEtcdVersion() string {
 func (x *NodeHealth) GetProblems() []string {
 	if x != nil {
 		return x.Problems
+	}
+	return nil
+}
+
+func (x *NodeHealth) GetEtcdMemberId() uint64 {
+	if x != nil {
+		return x.EtcdMemberId
+	}
+	return 0
+}
+
+func (x *NodeHealth) GetEtcdLeaderId() uint64 {
+	if x != nil {
+		return x.EtcdLeaderId
+	}
+	return 0
+}
+
+func (x *NodeHealth) GetEtcdMembers() []*EtcdMember {
+	if x != nil {
+		return x.EtcdMembers
+	}
+	return nil
+}
+
+func (x *NodeHealth) GetEtcdDbSizeBytes() int64 {
+	if x != nil {
+		return x.EtcdDbSizeBytes
+	}
+	return 0
+}
+
+func (x *NodeHealth) GetEtcdAlarms() []string {
+	if x != nil {
+		return x.EtcdAlarms
 	}
 	return nil
 }
@@ -3090,7 +3137,7 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\x12WatchHealthRequest\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"I\n" +
 	"\x13WatchHealthResponse\x122\n" +
-	"\x06health\x18\x01 \x01(\v2\x1a.triad.agent.v1.NodeHealthR\x06health\"\xab\x03\n" +
+	"\x06health\x18\x01 \x01(\v2\x1a.triad.agent.v1.NodeHealthR\x06health\"\x84\x05\n" +
 	"\n" +
 	"NodeHealth\x12;\n" +
 	"\vobserved_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -3105,7 +3152,13 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\x12kubernetes_version\x18\b \x01(\tR\x11kubernetesVersion\x12!\n" +
 	"\fetcd_version\x18\t \x01(\tR\vetcdVersion\x12\x1a\n" +
 	"\bproblems\x18\n" +
-	" \x03(\tR\bproblems\"\x90\x01\n" +
+	" \x03(\tR\bproblems\x12$\n" +
+	"\x0eetcd_member_id\x18\v \x01(\x04R\fetcdMemberId\x12$\n" +
+	"\x0eetcd_leader_id\x18\f \x01(\x04R\fetcdLeaderId\x12=\n" +
+	"\fetcd_members\x18\r \x03(\v2\x1a.triad.agent.v1.EtcdMemberR\vetcdMembers\x12+\n" +
+	"\x12etcd_db_size_bytes\x18\x0e \x01(\x03R\x0fetcdDbSizeBytes\x12\x1f\n" +
+	"\vetcd_alarms\x18\x0f \x03(\tR\n" +
+	"etcdAlarms\"\x90\x01\n" +
 	"\tStaticPod\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1e.triad.agent.v1.StaticPodStateR\x05state\x12#\n" +
@@ -3367,85 +3420,86 @@ var file_triad_agent_v1_agent_proto_depIdxs = []int32{
 	8,  // 2: triad.agent.v1.WatchHealthResponse.health:type_name -> triad.agent.v1.NodeHealth
 	50, // 3: triad.agent.v1.NodeHealth.observed_at:type_name -> google.protobuf.Timestamp
 	9,  // 4: triad.agent.v1.NodeHealth.static_pods:type_name -> triad.agent.v1.StaticPod
-	0,  // 5: triad.agent.v1.StaticPod.state:type_name -> triad.agent.v1.StaticPodState
-	9,  // 6: triad.agent.v1.ListStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	1,  // 7: triad.agent.v1.StopStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	49, // 8: triad.agent.v1.StopStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 9: triad.agent.v1.StopStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	1,  // 10: triad.agent.v1.StartStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	49, // 11: triad.agent.v1.StartStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 12: triad.agent.v1.StartStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	1,  // 13: triad.agent.v1.HoldStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	9,  // 14: triad.agent.v1.HoldStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	19, // 15: triad.agent.v1.GetEtcdStatusResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 16: triad.agent.v1.TakeSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
-	22, // 17: triad.agent.v1.TakeSnapshotResponse.trailer:type_name -> triad.agent.v1.SnapshotTrailer
-	1,  // 18: triad.agent.v1.SnapshotUploadMetadata.header:type_name -> triad.agent.v1.RequestHeader
-	24, // 19: triad.agent.v1.UploadSnapshotRequest.metadata:type_name -> triad.agent.v1.SnapshotUploadMetadata
-	22, // 20: triad.agent.v1.UploadSnapshotRequest.trailer:type_name -> triad.agent.v1.SnapshotTrailer
-	1,  // 21: triad.agent.v1.RestoreSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
-	27, // 22: triad.agent.v1.RestoreSnapshotRequest.membership:type_name -> triad.agent.v1.EtcdMembership
-	1,  // 23: triad.agent.v1.CommitRestoreRequest.header:type_name -> triad.agent.v1.RequestHeader
-	1,  // 24: triad.agent.v1.AddEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
-	19, // 25: triad.agent.v1.AddEtcdMemberResponse.member:type_name -> triad.agent.v1.EtcdMember
-	19, // 26: triad.agent.v1.AddEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 27: triad.agent.v1.PromoteEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
-	19, // 28: triad.agent.v1.PromoteEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 29: triad.agent.v1.RemoveEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
-	19, // 30: triad.agent.v1.RemoveEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 31: triad.agent.v1.MoveEtcdLeaderRequest.header:type_name -> triad.agent.v1.RequestHeader
-	1,  // 32: triad.agent.v1.IssueNodeCertificatesRequest.header:type_name -> triad.agent.v1.RequestHeader
-	50, // 33: triad.agent.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
-	41, // 34: triad.agent.v1.IssueNodeCertificatesResponse.certificates:type_name -> triad.agent.v1.IssuedCertificate
-	1,  // 35: triad.agent.v1.ReconfigureManifestsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	27, // 36: triad.agent.v1.ReconfigureManifestsRequest.membership:type_name -> triad.agent.v1.EtcdMembership
-	50, // 37: triad.agent.v1.GetGateResponse.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 38: triad.agent.v1.SetGateRequest.header:type_name -> triad.agent.v1.RequestHeader
-	2,  // 39: triad.agent.v1.AgentService.GetInfo:input_type -> triad.agent.v1.GetInfoRequest
-	4,  // 40: triad.agent.v1.AgentService.GetHealth:input_type -> triad.agent.v1.GetHealthRequest
-	6,  // 41: triad.agent.v1.AgentService.WatchHealth:input_type -> triad.agent.v1.WatchHealthRequest
-	10, // 42: triad.agent.v1.AgentService.ListStaticPods:input_type -> triad.agent.v1.ListStaticPodsRequest
-	12, // 43: triad.agent.v1.AgentService.StopStaticPods:input_type -> triad.agent.v1.StopStaticPodsRequest
-	14, // 44: triad.agent.v1.AgentService.StartStaticPods:input_type -> triad.agent.v1.StartStaticPodsRequest
-	16, // 45: triad.agent.v1.AgentService.HoldStaticPods:input_type -> triad.agent.v1.HoldStaticPodsRequest
-	18, // 46: triad.agent.v1.AgentService.GetEtcdStatus:input_type -> triad.agent.v1.GetEtcdStatusRequest
-	21, // 47: triad.agent.v1.AgentService.TakeSnapshot:input_type -> triad.agent.v1.TakeSnapshotRequest
-	25, // 48: triad.agent.v1.AgentService.UploadSnapshot:input_type -> triad.agent.v1.UploadSnapshotRequest
-	28, // 49: triad.agent.v1.AgentService.RestoreSnapshot:input_type -> triad.agent.v1.RestoreSnapshotRequest
-	30, // 50: triad.agent.v1.AgentService.CommitRestore:input_type -> triad.agent.v1.CommitRestoreRequest
-	32, // 51: triad.agent.v1.AgentService.AddEtcdMember:input_type -> triad.agent.v1.AddEtcdMemberRequest
-	34, // 52: triad.agent.v1.AgentService.PromoteEtcdMember:input_type -> triad.agent.v1.PromoteEtcdMemberRequest
-	36, // 53: triad.agent.v1.AgentService.RemoveEtcdMember:input_type -> triad.agent.v1.RemoveEtcdMemberRequest
-	38, // 54: triad.agent.v1.AgentService.MoveEtcdLeader:input_type -> triad.agent.v1.MoveEtcdLeaderRequest
-	40, // 55: triad.agent.v1.AgentService.IssueNodeCertificates:input_type -> triad.agent.v1.IssueNodeCertificatesRequest
-	43, // 56: triad.agent.v1.AgentService.ReconfigureManifests:input_type -> triad.agent.v1.ReconfigureManifestsRequest
-	45, // 57: triad.agent.v1.AgentService.GetGate:input_type -> triad.agent.v1.GetGateRequest
-	47, // 58: triad.agent.v1.AgentService.SetGate:input_type -> triad.agent.v1.SetGateRequest
-	3,  // 59: triad.agent.v1.AgentService.GetInfo:output_type -> triad.agent.v1.GetInfoResponse
-	5,  // 60: triad.agent.v1.AgentService.GetHealth:output_type -> triad.agent.v1.GetHealthResponse
-	7,  // 61: triad.agent.v1.AgentService.WatchHealth:output_type -> triad.agent.v1.WatchHealthResponse
-	11, // 62: triad.agent.v1.AgentService.ListStaticPods:output_type -> triad.agent.v1.ListStaticPodsResponse
-	13, // 63: triad.agent.v1.AgentService.StopStaticPods:output_type -> triad.agent.v1.StopStaticPodsResponse
-	15, // 64: triad.agent.v1.AgentService.StartStaticPods:output_type -> triad.agent.v1.StartStaticPodsResponse
-	17, // 65: triad.agent.v1.AgentService.HoldStaticPods:output_type -> triad.agent.v1.HoldStaticPodsResponse
-	20, // 66: triad.agent.v1.AgentService.GetEtcdStatus:output_type -> triad.agent.v1.GetEtcdStatusResponse
-	23, // 67: triad.agent.v1.AgentService.TakeSnapshot:output_type -> triad.agent.v1.TakeSnapshotResponse
-	26, // 68: triad.agent.v1.AgentService.UploadSnapshot:output_type -> triad.agent.v1.UploadSnapshotResponse
-	29, // 69: triad.agent.v1.AgentService.RestoreSnapshot:output_type -> triad.agent.v1.RestoreSnapshotResponse
-	31, // 70: triad.agent.v1.AgentService.CommitRestore:output_type -> triad.agent.v1.CommitRestoreResponse
-	33, // 71: triad.agent.v1.AgentService.AddEtcdMember:output_type -> triad.agent.v1.AddEtcdMemberResponse
-	35, // 72: triad.agent.v1.AgentService.PromoteEtcdMember:output_type -> triad.agent.v1.PromoteEtcdMemberResponse
-	37, // 73: triad.agent.v1.AgentService.RemoveEtcdMember:output_type -> triad.agent.v1.RemoveEtcdMemberResponse
-	39, // 74: triad.agent.v1.AgentService.MoveEtcdLeader:output_type -> triad.agent.v1.MoveEtcdLeaderResponse
-	42, // 75: triad.agent.v1.AgentService.IssueNodeCertificates:output_type -> triad.agent.v1.IssueNodeCertificatesResponse
-	44, // 76: triad.agent.v1.AgentService.ReconfigureManifests:output_type -> triad.agent.v1.ReconfigureManifestsResponse
-	46, // 77: triad.agent.v1.AgentService.GetGate:output_type -> triad.agent.v1.GetGateResponse
-	48, // 78: triad.agent.v1.AgentService.SetGate:output_type -> triad.agent.v1.SetGateResponse
-	59, // [59:79] is the sub-list for method output_type
-	39, // [39:59] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	19, // 5: triad.agent.v1.NodeHealth.etcd_members:type_name -> triad.agent.v1.EtcdMember
+	0,  // 6: triad.agent.v1.StaticPod.state:type_name -> triad.agent.v1.StaticPodState
+	9,  // 7: triad.agent.v1.ListStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	1,  // 8: triad.agent.v1.StopStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	49, // 9: triad.agent.v1.StopStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
+	9,  // 10: triad.agent.v1.StopStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	1,  // 11: triad.agent.v1.StartStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	49, // 12: triad.agent.v1.StartStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
+	9,  // 13: triad.agent.v1.StartStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	1,  // 14: triad.agent.v1.HoldStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	9,  // 15: triad.agent.v1.HoldStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	19, // 16: triad.agent.v1.GetEtcdStatusResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 17: triad.agent.v1.TakeSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
+	22, // 18: triad.agent.v1.TakeSnapshotResponse.trailer:type_name -> triad.agent.v1.SnapshotTrailer
+	1,  // 19: triad.agent.v1.SnapshotUploadMetadata.header:type_name -> triad.agent.v1.RequestHeader
+	24, // 20: triad.agent.v1.UploadSnapshotRequest.metadata:type_name -> triad.agent.v1.SnapshotUploadMetadata
+	22, // 21: triad.agent.v1.UploadSnapshotRequest.trailer:type_name -> triad.agent.v1.SnapshotTrailer
+	1,  // 22: triad.agent.v1.RestoreSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
+	27, // 23: triad.agent.v1.RestoreSnapshotRequest.membership:type_name -> triad.agent.v1.EtcdMembership
+	1,  // 24: triad.agent.v1.CommitRestoreRequest.header:type_name -> triad.agent.v1.RequestHeader
+	1,  // 25: triad.agent.v1.AddEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
+	19, // 26: triad.agent.v1.AddEtcdMemberResponse.member:type_name -> triad.agent.v1.EtcdMember
+	19, // 27: triad.agent.v1.AddEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 28: triad.agent.v1.PromoteEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
+	19, // 29: triad.agent.v1.PromoteEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 30: triad.agent.v1.RemoveEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
+	19, // 31: triad.agent.v1.RemoveEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 32: triad.agent.v1.MoveEtcdLeaderRequest.header:type_name -> triad.agent.v1.RequestHeader
+	1,  // 33: triad.agent.v1.IssueNodeCertificatesRequest.header:type_name -> triad.agent.v1.RequestHeader
+	50, // 34: triad.agent.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
+	41, // 35: triad.agent.v1.IssueNodeCertificatesResponse.certificates:type_name -> triad.agent.v1.IssuedCertificate
+	1,  // 36: triad.agent.v1.ReconfigureManifestsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	27, // 37: triad.agent.v1.ReconfigureManifestsRequest.membership:type_name -> triad.agent.v1.EtcdMembership
+	50, // 38: triad.agent.v1.GetGateResponse.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 39: triad.agent.v1.SetGateRequest.header:type_name -> triad.agent.v1.RequestHeader
+	2,  // 40: triad.agent.v1.AgentService.GetInfo:input_type -> triad.agent.v1.GetInfoRequest
+	4,  // 41: triad.agent.v1.AgentService.GetHealth:input_type -> triad.agent.v1.GetHealthRequest
+	6,  // 42: triad.agent.v1.AgentService.WatchHealth:input_type -> triad.agent.v1.WatchHealthRequest
+	10, // 43: triad.agent.v1.AgentService.ListStaticPods:input_type -> triad.agent.v1.ListStaticPodsRequest
+	12, // 44: triad.agent.v1.AgentService.StopStaticPods:input_type -> triad.agent.v1.StopStaticPodsRequest
+	14, // 45: triad.agent.v1.AgentService.StartStaticPods:input_type -> triad.agent.v1.StartStaticPodsRequest
+	16, // 46: triad.agent.v1.AgentService.HoldStaticPods:input_type -> triad.agent.v1.HoldStaticPodsRequest
+	18, // 47: triad.agent.v1.AgentService.GetEtcdStatus:input_type -> triad.agent.v1.GetEtcdStatusRequest
+	21, // 48: triad.agent.v1.AgentService.TakeSnapshot:input_type -> triad.agent.v1.TakeSnapshotRequest
+	25, // 49: triad.agent.v1.AgentService.UploadSnapshot:input_type -> triad.agent.v1.UploadSnapshotRequest
+	28, // 50: triad.agent.v1.AgentService.RestoreSnapshot:input_type -> triad.agent.v1.RestoreSnapshotRequest
+	30, // 51: triad.agent.v1.AgentService.CommitRestore:input_type -> triad.agent.v1.CommitRestoreRequest
+	32, // 52: triad.agent.v1.AgentService.AddEtcdMember:input_type -> triad.agent.v1.AddEtcdMemberRequest
+	34, // 53: triad.agent.v1.AgentService.PromoteEtcdMember:input_type -> triad.agent.v1.PromoteEtcdMemberRequest
+	36, // 54: triad.agent.v1.AgentService.RemoveEtcdMember:input_type -> triad.agent.v1.RemoveEtcdMemberRequest
+	38, // 55: triad.agent.v1.AgentService.MoveEtcdLeader:input_type -> triad.agent.v1.MoveEtcdLeaderRequest
+	40, // 56: triad.agent.v1.AgentService.IssueNodeCertificates:input_type -> triad.agent.v1.IssueNodeCertificatesRequest
+	43, // 57: triad.agent.v1.AgentService.ReconfigureManifests:input_type -> triad.agent.v1.ReconfigureManifestsRequest
+	45, // 58: triad.agent.v1.AgentService.GetGate:input_type -> triad.agent.v1.GetGateRequest
+	47, // 59: triad.agent.v1.AgentService.SetGate:input_type -> triad.agent.v1.SetGateRequest
+	3,  // 60: triad.agent.v1.AgentService.GetInfo:output_type -> triad.agent.v1.GetInfoResponse
+	5,  // 61: triad.agent.v1.AgentService.GetHealth:output_type -> triad.agent.v1.GetHealthResponse
+	7,  // 62: triad.agent.v1.AgentService.WatchHealth:output_type -> triad.agent.v1.WatchHealthResponse
+	11, // 63: triad.agent.v1.AgentService.ListStaticPods:output_type -> triad.agent.v1.ListStaticPodsResponse
+	13, // 64: triad.agent.v1.AgentService.StopStaticPods:output_type -> triad.agent.v1.StopStaticPodsResponse
+	15, // 65: triad.agent.v1.AgentService.StartStaticPods:output_type -> triad.agent.v1.StartStaticPodsResponse
+	17, // 66: triad.agent.v1.AgentService.HoldStaticPods:output_type -> triad.agent.v1.HoldStaticPodsResponse
+	20, // 67: triad.agent.v1.AgentService.GetEtcdStatus:output_type -> triad.agent.v1.GetEtcdStatusResponse
+	23, // 68: triad.agent.v1.AgentService.TakeSnapshot:output_type -> triad.agent.v1.TakeSnapshotResponse
+	26, // 69: triad.agent.v1.AgentService.UploadSnapshot:output_type -> triad.agent.v1.UploadSnapshotResponse
+	29, // 70: triad.agent.v1.AgentService.RestoreSnapshot:output_type -> triad.agent.v1.RestoreSnapshotResponse
+	31, // 71: triad.agent.v1.AgentService.CommitRestore:output_type -> triad.agent.v1.CommitRestoreResponse
+	33, // 72: triad.agent.v1.AgentService.AddEtcdMember:output_type -> triad.agent.v1.AddEtcdMemberResponse
+	35, // 73: triad.agent.v1.AgentService.PromoteEtcdMember:output_type -> triad.agent.v1.PromoteEtcdMemberResponse
+	37, // 74: triad.agent.v1.AgentService.RemoveEtcdMember:output_type -> triad.agent.v1.RemoveEtcdMemberResponse
+	39, // 75: triad.agent.v1.AgentService.MoveEtcdLeader:output_type -> triad.agent.v1.MoveEtcdLeaderResponse
+	42, // 76: triad.agent.v1.AgentService.IssueNodeCertificates:output_type -> triad.agent.v1.IssueNodeCertificatesResponse
+	44, // 77: triad.agent.v1.AgentService.ReconfigureManifests:output_type -> triad.agent.v1.ReconfigureManifestsResponse
+	46, // 78: triad.agent.v1.AgentService.GetGate:output_type -> triad.agent.v1.GetGateResponse
+	48, // 79: triad.agent.v1.AgentService.SetGate:output_type -> triad.agent.v1.SetGateResponse
+	60, // [60:80] is the sub-list for method output_type
+	40, // [40:60] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_triad_agent_v1_agent_proto_init() }
