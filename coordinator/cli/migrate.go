@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -194,11 +195,7 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		return err
 	}
 
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("TRIAD_PLUGIN_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
-	}
-	plugin, err := sdk.Open(ctx, cfg.Cloud.Plugin, sdk.OpenOptions{Config: cfg.Cloud.Config, SHA256: cfg.Cloud.PluginSHA256, Env: cfg.PluginEnv(), Logger: logger})
+	plugin, err := openCloud(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -238,6 +235,16 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		err = perr
 	}
 	return err
+}
+
+// openCloud starts the cluster's cloud plugin; TRIAD_PLUGIN_LOG=1 shows
+// its logs on stderr.
+func openCloud(ctx context.Context, cfg *config.Cluster, stderr io.Writer) (*sdk.Plugin, error) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("TRIAD_PLUGIN_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	}
+	return sdk.Open(ctx, cfg.Cloud.Plugin, sdk.OpenOptions{Config: cfg.Cloud.Config, SHA256: cfg.Cloud.PluginSHA256, Env: cfg.PluginEnv(), Logger: logger})
 }
 
 func kubeClient(path string) (kubernetes.Interface, error) {

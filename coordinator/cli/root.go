@@ -34,6 +34,8 @@ control-plane VM and a cloud plugin.
 
   migrate   single node -> 3 nodes behind load balancers on the old IPs,
             with automatic rollback before the point of no return
+  status    the control plane's health from its agents (etcd members,
+            leader, gates, static pods, versions)
   upgrade   replace the HA control plane's nodes one by one with zero
             failed API requests (planned)
   pki       triad's own CA and the certificates of agents, coordinators
@@ -50,7 +52,7 @@ cluster.yaml and run 'triad migrate plan -f cluster.yaml'.`,
 	}
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&g.pkiDir, "pki-dir", defaultPKIDir(), "directory of triad's CA and certificates")
-	root.AddCommand(newMigrateCommand(g), newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
+	root.AddCommand(newMigrateCommand(g), newStatusCommand(g), newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
 	return root
 }
 
