@@ -31,11 +31,13 @@ import (
 	"github.com/triad-k8s/triad/cloudplugins/local"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/agentclient"
+	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/loadclient"
 	"github.com/triad-k8s/triad/coordinator/migrate"
 	"github.com/triad-k8s/triad/coordinator/pki"
+	"github.com/triad-k8s/triad/coordinator/status"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -505,6 +507,89 @@ func TestMigrateHappyPath(t *testing.T) {
 	}
 	if now := c.podUIDs(t); !equalMaps(now, uids) {
 		t.Errorf("pods changed: before %v after %v", uids, now)
+	}
+	c.checkAvailabilityReport(t, rec.ID)
+	c.checkStatus(t)
+	c.twoNodesDownIsZeroAvailability(t, st)
+}
+
+// checkAvailabilityReport reads the monitor's report of the migration: the
+// window shows as unavailable windows, and the cluster serves again at the
+// end.
+func (c *cluster) checkAvailabilityReport(t *testing.T, op string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(c.stateDir, "clusters", c.name, "availability", op+".json"))
+	if err != nil {
+		t.Fatalf("availability report: %v", err)
+	}
+	var r availability.Report
+	must(t, json.Unmarshal(raw, &r))
+	t.Logf("availability during the migration: %.1f%% mean, longest unavailable %s, %d of %d reads failed", r.Availability, r.LongestUnavailable, r.Failed, r.Requests)
+	if n := len(r.Windows); r.Requests == 0 || n < 3 || r.MinAvailability != 0 || r.LongestUnavailable < 10*time.Second || r.Windows[n-2].Availability != 100 || r.Windows[0].Availability != 100 {
+		t.Errorf("availability report: requests %d, min %.1f, longest unavailable %s, first window %+v, last complete window %+v",
+			r.Requests, r.MinAvailability, r.LongestUnavailable, r.Windows[0], r.Windows[len(r.Windows)-2])
+	}
+}
+
+// checkStatus: triad status sees three healthy nodes, three voting etcd
+// members and one leader.
+func (c *cluster) checkStatus(t *testing.T) {
+	t.Helper()
+	var s status.Cluster
+	must(t, json.Unmarshal([]byte(mustTriad(t, "status", "-f", c.cfgPath, "-o", "json")), &s))
+	if !s.Healthy || s.Voters != 3 || s.Learners != 0 || s.Leader == "" || len(s.Nodes) != 3 {
+		t.Errorf("triad status: %+v", s)
+	}
+	for _, n := range s.Nodes {
+		if n.Health == nil || !n.Health.GateOpen || n.Health.StaticPods["kube-apiserver"] != "running" || n.Health.EtcdDBSizeBytes == 0 {
+			t.Errorf("triad status, node %s: %+v", n.Name, n.Health)
+		}
+	}
+	text := mustTriad(t, "status", "-f", c.cfgPath)
+	if !strings.Contains(text, "healthy — 3 voting etcd members, 0 learners") {
+		t.Errorf("triad status text:\n%s", text)
+	}
+}
+
+// twoNodesDownIsZeroAvailability kills two of the three new VMs under an
+// availability monitor: the windows after are reported at 0, whatever the
+// survivor still answers. It leaves the cluster broken: run it last.
+func (c *cluster) twoNodesDownIsZeroAvailability(t *testing.T, st *migrate.State) {
+	t.Helper()
+	targets := []availability.Target{
+		{Name: "private", Kind: availability.LoadBalancer, Address: st.PrivateIP + ":6443"},
+		{Name: "public", Kind: availability.LoadBalancer, Address: st.PublicIP + ":6443"},
+	}
+	for _, n := range st.Nodes {
+		targets = append(targets, availability.Target{Name: n.Name, Kind: availability.Node, Address: n.PrivateIP + ":6443"})
+	}
+	m, err := availability.New(availability.Config{Cluster: c.name}, c.private, targets)
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	time.Sleep(3 * time.Second)
+	killed := time.Now()
+	must(t, c.cloud.KillVM(st.Nodes[0].InstanceID))
+	must(t, c.cloud.KillVM(st.Nodes[1].InstanceID))
+	time.Sleep(6 * time.Second)
+	cancel()
+	<-done
+	r := m.Report()
+	before, after := 0, 0
+	for _, w := range r.Windows {
+		switch {
+		case w.Start.Add(r.Window).Before(killed) && w.Availability == 100:
+			before++
+		case w.Start.After(killed.Add(time.Second)) && w.Start.Add(r.Window).Before(r.End):
+			after++
+			if w.Availability != 0 || len(w.NodesDown) < 2 {
+				t.Errorf("window at %s, after two VMs were killed: availability %.1f, nodes down %v", w.Start.Format("15:04:05"), w.Availability, w.NodesDown)
+			}
+		}
+	}
+	if before == 0 || after < 3 {
+		t.Errorf("%d fully available windows before the kill, %d windows after: %+v", before, after, r.Windows)
 	}
 }
 

@@ -28,10 +28,11 @@ import (
 )
 
 type migrateFlags struct {
-	configPath string
-	until      string
-	operation  string
-	opts       migrate.Options
+	configPath  string
+	until       string
+	operation   string
+	metricsAddr string
+	opts        migrate.Options
 }
 
 func newMigrateCommand(g *globals) *cobra.Command {
@@ -61,7 +62,15 @@ a second coordinator takes over cleanly and the first one stops.
   triad migrate rollback -f cluster.yaml
 
 Progress goes to stderr; the result (the journal record with -o json) to
-stdout. TRIAD_PLUGIN_LOG=1 also prints the cloud plugin's own logs.`,
+stdout. TRIAD_PLUGIN_LOG=1 also prints the cloud plugin's own logs.
+
+While run, resume or rollback acts, an availability monitor reads
+/api/v1/namespaces/default through both client addresses and from each
+control-plane node, four times a second, on fresh connections. Availability
+per 1 s window is the share of successful reads through the addresses, and 0
+whenever more than one control-plane node is down. The summary is printed at
+the end and the timeline written to <stateDir>/availability/<operation>.json;
+--metrics-addr serves it as Prometheus metrics meanwhile.`,
 	}
 	cmd.PersistentFlags().StringVarP(&f.configPath, "file", "f", "cluster.yaml", "cluster config (apiVersion triad.dev/v1alpha1, kind Cluster)")
 	addRunFlags := func(c *cobra.Command) {
@@ -69,6 +78,7 @@ stdout. TRIAD_PLUGIN_LOG=1 also prints the cloud plugin's own logs.`,
 		fl.DurationVar(&f.opts.AgentTimeout, "agent-timeout", 2*time.Minute, "how long to retry an unreachable agent before the step fails")
 		fl.DurationVar(&f.opts.HeartbeatTimeout, "heartbeat-timeout", 10*time.Minute, "how long 3.1 waits for every kubelet to heartbeat through the new endpoint")
 		fl.DurationVar(&f.opts.ReadyTimeout, "ready-timeout", 5*time.Minute, "how long to wait for etcd quorum, kube-apiserver readiness and the first write")
+		fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the availability monitor's Prometheus metrics on this address (e.g. :9464) while the operation runs")
 	}
 	plan := &cobra.Command{
 		Use:   "plan",
@@ -223,6 +233,16 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		rec.Epoch = epoch
 		fmt.Fprintf(stderr, "%s of migration %s of cluster %s (was %s; epoch %d)\n", what, rec.ID, cfg.Name, rec.Phase, epoch)
 	}
+	mon, err := startMonitor(ctx, cfg, migrationTargets(cfg, state), f.metricsAddr, stderr)
+	if err != nil {
+		return err
+	}
+	progress := runner.Progress
+	runner.Progress = func(e engine.Event) {
+		progress(e)
+		// Between steps: the state is the engine's to read.
+		mon.SetTargets(migrationTargets(cfg, state))
+	}
 	switch what {
 	case "rollback":
 		err = runner.Rollback(ctx, rec, state)
@@ -231,6 +251,7 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 	default:
 		err = runner.Forward(ctx, rec, state)
 	}
+	mon.stop(cfg, rec.ID, stderr)
 	if perr := printRecord(cmd.OutOrStdout(), g, rec); perr != nil && err == nil {
 		err = perr
 	}

@@ -1,0 +1,128 @@
+package availability
+
+import (
+	"context"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+var (
+	lbA   = Target{Name: "private", Kind: LoadBalancer}
+	nodeA = Target{Name: "node/a", Kind: Node}
+	nodeB = Target{Name: "node/b", Kind: Node}
+	nodeC = Target{Name: "node/c", Kind: Node}
+)
+
+func at(start time.Time, ms int) time.Time { return start.Add(time.Duration(ms) * time.Millisecond) }
+
+func TestWindowsCountSuccessesAndZeroWhenTwoNodesAreDown(t *testing.T) {
+	start := time.Unix(1000, 0)
+	var probes []probe
+	add := func(ms int, tg Target, ok bool) {
+		probes = append(probes, probe{at: at(start, ms), target: tg, ok: ok})
+	}
+	// Window 0: all fine.
+	for _, ms := range []int{0, 250, 500, 750} {
+		add(ms, lbA, true)
+		add(ms, nodeA, true)
+		add(ms, nodeB, true)
+		add(ms, nodeC, true)
+	}
+	// Window 1: node a down, one of four reads through the LB failed.
+	for i, ms := range []int{1000, 1250, 1500, 1750} {
+		add(ms, lbA, i != 0)
+		add(ms, nodeA, false)
+		add(ms, nodeB, true)
+		add(ms, nodeC, true)
+	}
+	// Windows 2 and 3: nodes a and b down; the LB still answers every read
+	// (what the LB probes see does not matter: two of three nodes down is a
+	// lost quorum).
+	for _, ms := range []int{2000, 2500, 3000, 3500} {
+		add(ms, lbA, true)
+		add(ms, nodeA, false)
+		add(ms, nodeB, false)
+		add(ms, nodeC, true)
+	}
+	r := compute(probes, start, at(start, 4000), time.Second)
+	want := []float64{100, 75, 0, 0}
+	if len(r.Windows) != len(want) {
+		t.Fatalf("%d windows, want %d", len(r.Windows), len(want))
+	}
+	for i, w := range r.Windows {
+		if w.Availability != want[i] {
+			t.Errorf("window %d: availability %.1f, want %.1f (nodes down %v)", i, w.Availability, want[i], w.NodesDown)
+		}
+	}
+	if got := r.Windows[2].NodesDown; len(got) != 2 || got[0] != "node/a" || got[1] != "node/b" {
+		t.Errorf("nodes down in window 2: %v", got)
+	}
+	if r.Requests != 12 || r.Failed != 1 || r.LongestUnavailable != 2*time.Second || r.MinAvailability != 0 || r.Availability != 43.75 {
+		t.Errorf("report: requests %d failed %d longest %s min %.1f mean %.2f", r.Requests, r.Failed, r.LongestUnavailable, r.MinAvailability, r.Availability)
+	}
+}
+
+func TestAWindowWithoutARequestIsUnavailable(t *testing.T) {
+	start := time.Unix(1000, 0)
+	r := compute([]probe{{at: start, target: lbA, ok: true}}, start, at(start, 2000), time.Second)
+	if r.Windows[1].Availability != 0 || r.LongestUnavailable != time.Second {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+// TestMonitorProbesOverTLSAndExportsMetrics runs a monitor against a TLS
+// server standing in for kube-apiserver that fails on demand.
+func TestMonitorProbesOverTLSAndExportsMetrics(t *testing.T) {
+	var failing atomic.Bool
+	var paths atomic.Value
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths.Store(r.URL.Path)
+		if failing.Load() {
+			http.Error(w, "etcd unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, `{"kind":"Namespace"}`)
+	}))
+	defer srv.Close()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	m, err := New(Config{Cluster: "test", Interval: 20 * time.Millisecond, Window: 100 * time.Millisecond},
+		&rest.Config{TLSClientConfig: rest.TLSClientConfig{CAData: ca}},
+		[]Target{{Name: "lb", Kind: LoadBalancer, Address: addr}, {Name: "node/a", Kind: Node, Address: addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	failing.Store(true)
+	time.Sleep(300 * time.Millisecond)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	cancel()
+	<-done
+	r := m.Report()
+	if r.Requests == 0 || r.Failed == 0 || r.Failed == r.Requests {
+		t.Fatalf("requests %d, failed %d: want some of each", r.Requests, r.Failed)
+	}
+	if r.MinAvailability != 0 || r.Windows[0].Availability != 100 {
+		t.Errorf("timeline %+v", r.Windows)
+	}
+	if p := paths.Load(); p != "/api/v1/namespaces/default" {
+		t.Errorf("probe path %v", p)
+	}
+	for _, metric := range []string{`triad_probe_requests_total{cluster="test",kind="lb",result="failure",target="lb"}`, "triad_availability_ratio", "triad_control_plane_nodes_down"} {
+		if !strings.Contains(rec.Body.String(), metric) {
+			t.Errorf("metrics lack %s:\n%s", metric, rec.Body)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/triad-k8s/triad/coordinator/availability"
+	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/migrate"
+)
+
+// migrationTargets are what the availability monitor probes during a
+// migration: the two addresses clients use (the node's, then the load
+// balancers'), and the original node until traffic is open, the new
+// nodes after.
+func migrationTargets(cfg *config.Cluster, st *migrate.State) []availability.Target {
+	port := strconv.Itoa(cfg.ControlPlane.APIServerPort)
+	var t []availability.Target
+	for name, ip := range map[string]string{"private": st.PrivateIP, "public": st.PublicIP} {
+		if ip != "" {
+			t = append(t, availability.Target{Name: name, Kind: availability.LoadBalancer, Address: net.JoinHostPort(ip, port)})
+		}
+	}
+	nodes := []migrate.Node{st.Original}
+	if st.OpenedAt != nil {
+		nodes = st.Nodes
+	}
+	for _, n := range nodes {
+		if n.PrivateIP != "" {
+			t = append(t, availability.Target{Name: "node/" + n.Name, Kind: availability.Node, Address: net.JoinHostPort(n.PrivateIP, port)})
+		}
+	}
+	return t
+}
+
+// operationMonitor runs an availability monitor for one operation.
+type operationMonitor struct {
+	*availability.Monitor
+	cancel context.CancelFunc
+	done   chan struct{}
+	server *http.Server
+}
+
+// startMonitor starts probing targets and, if metricsAddr is set, serving
+// Prometheus metrics there until stop.
+func startMonitor(ctx context.Context, cfg *config.Cluster, targets []availability.Target, metricsAddr string, stderr io.Writer) (*operationMonitor, error) {
+	restCfg, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
+	}
+	m, err := availability.New(availability.Config{Cluster: cfg.Name}, restCfg, targets)
+	if err != nil {
+		return nil, err
+	}
+	om := &operationMonitor{Monitor: m, done: make(chan struct{})}
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		om.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go om.server.Serve(ln)
+		fmt.Fprintf(stderr, "availability metrics on http://%s/metrics\n", ln.Addr())
+	}
+	var mctx context.Context
+	mctx, om.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go func() { defer close(om.done); m.Run(mctx) }()
+	return om, nil
+}
+
+// stop ends the monitor, writes its report to
+// <stateDir>/availability/<operation>.json, prints a summary and returns
+// the report.
+func (om *operationMonitor) stop(cfg *config.Cluster, operation string, stderr io.Writer) availability.Report {
+	om.cancel()
+	<-om.done
+	if om.server != nil {
+		om.server.Close()
+	}
+	r := om.Report()
+	path := filepath.Join(cfg.StateDir, "availability", operation+".json")
+	if err := writeJSON(path, r); err != nil {
+		fmt.Fprintf(stderr, "writing the availability report: %v\n", err)
+		path = ""
+	}
+	fmt.Fprintf(stderr, "availability: %.2f%% (mean of %d windows of %s), lowest %.1f%%, longest unavailable %s; %d of %d reads through the client addresses failed",
+		r.Availability, len(r.Windows), r.Window, r.MinAvailability, r.LongestUnavailable, r.Failed, r.Requests)
+	if path != "" {
+		fmt.Fprintf(stderr, "; report %s", path)
+	}
+	fmt.Fprintln(stderr)
+	return r
+}
+
+func writeJSON(path string, v any) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
