@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -23,19 +24,24 @@ func tagMap(tags []types.Tag) map[string]string {
 	return m
 }
 
-// ec2Tags turns labels plus the plugin's own tags into EC2 tags, sorted
-// (requests are then reproducible, which the tests rely on).
-func ec2Tags(labels map[string]string, extra ...string) []types.Tag {
-	var tags []types.Tag
-	for k, v := range labels {
-		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+// tagsOf turns labels plus the plugin's own tags (key, value, ...) into a
+// service's tag type, sorted by key so that requests are reproducible.
+func tagsOf[T any](mk func(k, v string) T, labels map[string]string, extra ...string) []T {
+	all := maps.Clone(labels)
+	if all == nil {
+		all = map[string]string{}
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
-		tags = append(tags, types.Tag{Key: aws.String(extra[i]), Value: aws.String(extra[i+1])})
+		all[extra[i]] = extra[i+1]
 	}
-	slices.SortFunc(tags, func(a, b types.Tag) int { return strings.Compare(*a.Key, *b.Key) })
-	return tags
+	var out []T
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		out = append(out, mk(k, all[k]))
+	}
+	return out
 }
+
+func ec2Tag(k, v string) types.Tag { return types.Tag{Key: aws.String(k), Value: aws.String(v)} }
 
 // labelFilters selects resources carrying every label.
 func labelFilters(labels map[string]string) []types.Filter {
@@ -222,8 +228,8 @@ func (p *Provider) launchSpec(ctx context.Context, req sdk.CreateInstanceRequest
 		// IMDSv2 only: the agent reads its boot data with a session token.
 		MetadataOptions: &types.InstanceMetadataOptionsRequest{HttpTokens: types.HttpTokensStateRequired, HttpEndpoint: types.InstanceMetadataEndpointStateEnabled},
 		TagSpecifications: []types.TagSpecification{
-			{ResourceType: types.ResourceTypeInstance, Tags: ec2Tags(req.Labels, "Name", req.Name, tagToken, req.IdempotencyToken)},
-			{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(req.Labels, "Name", req.Name)},
+			{ResourceType: types.ResourceTypeInstance, Tags: tagsOf(ec2Tag, req.Labels, "Name", req.Name, tagToken, req.IdempotencyToken)},
+			{ResourceType: types.ResourceTypeVolume, Tags: tagsOf(ec2Tag, req.Labels, "Name", req.Name)},
 		},
 	}
 	if len(req.BootData) > 0 {
@@ -277,7 +283,7 @@ func instanceProfile(s string) *types.IamInstanceProfileSpecification {
 
 func (p *Provider) waitRunning(ctx context.Context, id string) error {
 	w := ec2.NewInstanceRunningWaiter(p.ec2, func(o *ec2.InstanceRunningWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+		o.MinDelay, o.MaxDelay = p.delays()
 	})
 	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
 		return fmt.Errorf("waiting for instance %s to run: %w", id, mapError(err))
@@ -301,7 +307,7 @@ func (p *Provider) StopInstance(ctx context.Context, id string) (sdk.Instance, e
 		return sdk.Instance{}, mapError(err)
 	}
 	w := ec2.NewInstanceStoppedWaiter(p.ec2, func(o *ec2.InstanceStoppedWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+		o.MinDelay, o.MaxDelay = p.delays()
 	})
 	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
 		return sdk.Instance{}, fmt.Errorf("waiting for instance %s to stop: %w", id, mapError(err))
@@ -353,7 +359,7 @@ func (p *Provider) DeleteInstance(ctx context.Context, id string) error {
 		return nil
 	}
 	w := ec2.NewInstanceTerminatedWaiter(p.ec2, func(o *ec2.InstanceTerminatedWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+		o.MinDelay, o.MaxDelay = p.delays()
 	})
 	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
 		return fmt.Errorf("waiting for instance %s to terminate: %w", id, mapError(err))

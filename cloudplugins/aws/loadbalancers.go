@@ -59,17 +59,7 @@ func resourceName(token string) string {
 	return "triad-" + hex.EncodeToString(sum[:8])
 }
 
-func elbTags(labels map[string]string, extra ...string) []elbtypes.Tag {
-	var tags []elbtypes.Tag
-	for k, v := range labels {
-		tags = append(tags, elbtypes.Tag{Key: aws.String(k), Value: aws.String(v)})
-	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		tags = append(tags, elbtypes.Tag{Key: aws.String(extra[i]), Value: aws.String(extra[i+1])})
-	}
-	slices.SortFunc(tags, func(a, b elbtypes.Tag) int { return strings.Compare(*a.Key, *b.Key) })
-	return tags
-}
+func elbTag(k, v string) elbtypes.Tag { return elbtypes.Tag{Key: aws.String(k), Value: aws.String(v)} }
 
 // withTags keeps the network load balancers triad created, with their tags
 // (DescribeTags takes 20 ARNs at a time).
@@ -295,7 +285,7 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 		HealthyThresholdCount:      aws.Int32(min(max(int32(hc.HealthyThreshold), 2), 10)),
 		UnhealthyThresholdCount:    aws.Int32(min(max(int32(hc.UnhealthyThreshold), 2), 10)),
 		Matcher:                    &elbtypes.Matcher{HttpCode: aws.String("200")},
-		Tags:                       elbTags(req.Labels, tagToken, req.IdempotencyToken),
+		Tags:                       tagsOf(elbTag, req.Labels, tagToken, req.IdempotencyToken),
 	})
 	if err != nil {
 		return sdk.LoadBalancer{}, mapError(err)
@@ -320,7 +310,7 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 		Scheme:         scheme,
 		IpAddressType:  elbtypes.IpAddressTypeIpv4,
 		SubnetMappings: []elbtypes.SubnetMapping{mapping},
-		Tags: elbTags(req.Labels, tagToken, req.IdempotencyToken, tagName, req.Name, tagTargetGroup, tgARN,
+		Tags: tagsOf(elbTag, req.Labels, tagToken, req.IdempotencyToken, tagName, req.Name, tagTargetGroup, tgARN,
 			tagListenerPort, strconv.Itoa(req.ListenerPort)),
 	})
 	if err != nil {
@@ -342,7 +332,7 @@ func (p *Provider) finishLoadBalancer(ctx context.Context, r lbRecord, backends 
 		return sdk.LoadBalancer{}, err
 	}
 	w := elb.NewLoadBalancerAvailableWaiter(p.elb, func(o *elb.LoadBalancerAvailableWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+		o.MinDelay, o.MaxDelay = p.delays()
 	})
 	if err := w.Wait(ctx, &elb.DescribeLoadBalancersInput{LoadBalancerArns: []string{r.arn()}}, p.cfg.WaitTimeout.Duration); err != nil {
 		return sdk.LoadBalancer{}, fmt.Errorf("waiting for load balancer %s to be active: %w", r.arn(), mapError(err))
@@ -467,7 +457,7 @@ func (p *Provider) DeleteLoadBalancer(ctx context.Context, id string) error {
 		return mapError(err)
 	}
 	w := elb.NewLoadBalancersDeletedWaiter(p.elb, func(o *elb.LoadBalancersDeletedWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+		o.MinDelay, o.MaxDelay = p.delays()
 	})
 	if err := w.Wait(ctx, &elb.DescribeLoadBalancersInput{LoadBalancerArns: []string{r.arn()}}, p.cfg.WaitTimeout.Duration); err != nil {
 		return fmt.Errorf("waiting for load balancer %s to be deleted: %w", id, mapError(err))

@@ -149,6 +149,11 @@ func (p *Provider) isPrivateAddress(id string) bool {
 	return slices.Contains(p.cfg.PrivateAddresses, id)
 }
 
+// delays are the SDK waiters' minimum and maximum delay between polls.
+func (p *Provider) delays() (time.Duration, time.Duration) {
+	return p.cfg.PollInterval.Duration, 4 * p.cfg.PollInterval.Duration
+}
+
 // waitFor polls cond every PollInterval until it holds, fails, or
 // WaitTimeout passes; what names the wait in the timeout error.
 func (p *Provider) waitFor(ctx context.Context, what string, cond func() (bool, error)) error {

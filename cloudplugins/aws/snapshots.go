@@ -91,7 +91,7 @@ func (p *Provider) CreateDiskSnapshot(ctx context.Context, req sdk.CreateDiskSna
 		}
 	}
 	w := ec2.NewSnapshotCompletedWaiter(p.ec2, func(o *ec2.SnapshotCompletedWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.cfg.PollInterval.Duration, 4*p.cfg.PollInterval.Duration
+		o.MinDelay, o.MaxDelay = p.delays()
 	})
 	if err := w.Wait(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
 		return sdk.DiskSnapshot{}, fmt.Errorf("waiting for snapshot %s to complete: %w", id, mapError(err))
@@ -116,7 +116,7 @@ func (p *Provider) snapshotDataVolume(ctx context.Context, req sdk.CreateDiskSna
 		Description: aws.String(fmt.Sprintf("triad: data volume of %s", req.InstanceID)),
 		TagSpecifications: []types.TagSpecification{{
 			ResourceType: types.ResourceTypeSnapshot,
-			Tags:         ec2Tags(req.Labels, tagToken, req.IdempotencyToken, tagSourceInstance, req.InstanceID, tagSourceImage, view.Image),
+			Tags:         tagsOf(ec2Tag, req.Labels, tagToken, req.IdempotencyToken, tagSourceInstance, req.InstanceID, tagSourceImage, view.Image),
 		}},
 	})
 	if err != nil {
