@@ -439,3 +439,25 @@ func TestREADMEPolicyCoversEveryCall(t *testing.T) {
 		}
 	}
 }
+
+func TestARetriedCreateWithOtherParametersIsAlreadyExists(t *testing.T) {
+	fake := newFake(t)
+	seed := fake.Seed()
+	p := newProvider(t, fakeConfig(fake))
+	c := t.Context()
+	if _, err := p.StopInstance(c, seed.Instance); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := p.CreateDiskSnapshot(c, sdk.CreateDiskSnapshotRequest{IdempotencyToken: "snap", InstanceID: seed.Instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := sdk.CreateInstanceRequest{IdempotencyToken: "vm", Name: "vm", Zone: "eu-west-1a", DiskSnapshotID: snap.ID}
+	if _, err := p.CreateInstance(c, req); err != nil {
+		t.Fatal(err)
+	}
+	req.Zone = "eu-west-1b" // another subnet under the same ClientToken
+	if _, err := p.CreateInstance(c, req); !errors.Is(err, sdk.ErrAlreadyExists) || !strings.Contains(err.Error(), "IdempotentParameterMismatch") {
+		t.Fatalf("same token, other zone: %v, want ErrAlreadyExists (IdempotentParameterMismatch)", err)
+	}
+}

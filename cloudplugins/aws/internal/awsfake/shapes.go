@@ -8,7 +8,9 @@ import (
 
 // shape is what the AWS API reference allows in one action's request, in
 // query-protocol keys with list indexes written N: which parameters must be
-// there and which may. Only the parameters triad's plugin has a use for
+// there (required by the reference, or conditionally required and always
+// sent by the plugin, like AssociateAddress's AllocationId in a VPC) and
+// which may. Only the parameters triad's plugin has a use for
 // are listed as allowed; a request with any other parameter is refused
 // (UnknownParameter), so a new parameter in the plugin needs a line here,
 // checked against the reference.
