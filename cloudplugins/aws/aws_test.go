@@ -461,3 +461,15 @@ func TestARetriedCreateWithOtherParametersIsAlreadyExists(t *testing.T) {
 		t.Fatalf("same token, other zone: %v, want ErrAlreadyExists (IdempotentParameterMismatch)", err)
 	}
 }
+
+func TestNoAnswerFromAWSIsUnavailable(t *testing.T) {
+	fake := newFake(t)
+	cfg := fakeConfig(fake)
+	cfg.MaxAttempts = 2
+	p := newProvider(t, cfg)
+	fake.Close() // connection refused from now on
+	_, err := p.GetInstance(t.Context(), fake.Seed().Instance)
+	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "ec2:DescribeInstances") {
+		t.Fatalf("GetInstance with AWS unreachable: %v, want ErrUnavailable naming the call", err)
+	}
+}

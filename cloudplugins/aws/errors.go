@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 )
@@ -111,6 +112,12 @@ func mapError(err error) error {
 		msg = fmt.Sprintf("%s: %s", ae.ErrorCode(), ae.ErrorMessage())
 	}
 	sentinel := errorCodes[code]
+	var send *smithyhttp.RequestSendError
+	if code == "" && errors.As(err, &send) {
+		// No answer from AWS after every attempt (connection refused or
+		// reset, DNS, timeout): worth retrying later.
+		sentinel = sdk.ErrUnavailable
+	}
 	switch {
 	case sentinel == sdk.ErrPermissionDenied:
 		return fmt.Errorf("%w: the plugin's credentials lack %s (add it to the IAM policy; see cloudplugins/aws/README.md): %s", sdk.ErrPermissionDenied, act, msg)

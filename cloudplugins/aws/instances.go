@@ -302,6 +302,11 @@ func (p *Provider) StopInstance(ctx context.Context, id string) (sdk.Instance, e
 		return p.instanceView(i), nil
 	case types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated:
 		return sdk.Instance{}, fmt.Errorf("%w: instance %s is %s", sdk.ErrFailedPrecondition, id, i.State.Name)
+	case types.InstanceStateNamePending:
+		// StopInstances refuses a pending instance (IncorrectInstanceState).
+		if err := p.waitRunning(ctx, id); err != nil {
+			return sdk.Instance{}, err
+		}
 	}
 	if _, err := p.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}); err != nil {
 		return sdk.Instance{}, mapError(err)

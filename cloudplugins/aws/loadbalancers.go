@@ -317,17 +317,19 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 		return sdk.LoadBalancer{}, mapError(err)
 	}
 	r := lbRecord{lb: out.LoadBalancers[0], tags: map[string]string{tagTargetGroup: tgARN}}
+	return p.finishLoadBalancer(ctx, r, req.BackendInstanceIDs)
+}
+
+// finishLoadBalancer turns cross-zone load balancing on, registers the
+// backends and waits until active. Every part is idempotent: a retried
+// create that finds the NLB already there finishes it the same way.
+func (p *Provider) finishLoadBalancer(ctx context.Context, r lbRecord, backends []string) (sdk.LoadBalancer, error) {
 	if _, err := p.elb.ModifyLoadBalancerAttributes(ctx, &elb.ModifyLoadBalancerAttributesInput{
 		LoadBalancerArn: aws.String(r.arn()),
 		Attributes:      []elbtypes.LoadBalancerAttribute{{Key: aws.String("load_balancing.cross_zone.enabled"), Value: aws.String("true")}},
 	}); err != nil {
 		return sdk.LoadBalancer{}, mapError(err)
 	}
-	return p.finishLoadBalancer(ctx, r, req.BackendInstanceIDs)
-}
-
-// finishLoadBalancer registers the backends and waits until active.
-func (p *Provider) finishLoadBalancer(ctx context.Context, r lbRecord, backends []string) (sdk.LoadBalancer, error) {
 	if err := p.setTargets(ctx, r, backends); err != nil {
 		return sdk.LoadBalancer{}, err
 	}
