@@ -76,8 +76,7 @@ func (p *Provider) address(ctx context.Context, id string) (sdk.Address, holder,
 	if len(out.Addresses) != 1 {
 		return sdk.Address{}, holder{}, fmt.Errorf("%w: Elastic IP %s", sdk.ErrNotFound, id)
 	}
-	a, h, err := p.publicAddress(ctx, out.Addresses[0], nil)
-	return a, h, err
+	return p.publicAddress(ctx, out.Addresses[0], nil)
 }
 
 func isIPv4(s string) bool {
