@@ -16,6 +16,7 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"sigs.k8s.io/yaml"
 
 	"github.com/triad-k8s/triad/cloudplugins/aws"
 	"github.com/triad-k8s/triad/cloudplugins/aws/internal/awsfake"
@@ -471,5 +472,32 @@ func TestNoAnswerFromAWSIsUnavailable(t *testing.T) {
 	_, err := p.GetInstance(t.Context(), fake.Seed().Instance)
 	if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "ec2:DescribeInstances") {
 		t.Fatalf("GetInstance with AWS unreachable: %v, want ErrUnavailable naming the call", err)
+	}
+}
+
+// TestREADMEExampleConfigurationParses keeps the README's example valid.
+func TestREADMEExampleConfigurationParses(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(cloud:.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no yaml block starting with cloud:")
+	}
+	var doc struct {
+		Cloud struct {
+			Config json.RawMessage `json:"config"`
+		} `json:"cloud"`
+	}
+	if err := yaml.Unmarshal(m[1], &doc); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := aws.ParseConfig(doc.Cloud.Config)
+	if err != nil {
+		t.Fatalf("the README's example: %v", err)
+	}
+	if cfg.Region != "eu-west-1" || len(cfg.Subnets) != 3 || cfg.PrivateAddresses[0] != "10.0.1.10" {
+		t.Errorf("parsed %+v", cfg)
 	}
 }
