@@ -129,6 +129,7 @@ kubeconfig that points at it.`,
 	f.StringVar(&opts.AgentBinary, "agent-binary", "", "triad-agent binary (default: next to triad)")
 	f.StringVar(&opts.CloudBinary, "cloud-binary", "", "triad-cloud-local binary (default: next to triad)")
 	f.DurationVar(&opts.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "kube-controller-manager --node-monitor-grace-period (0 keeps the default)")
+	f.BoolVar(&opts.UngracefulAPIServer, "ungraceful-apiserver", false, "run kube-apiserver without --shutdown-send-retry-after=true, as kubeadm lays it out (a migration's 1.1 then waits out open watches, ~30 s)")
 	f.StringVar(&kubeconfig, "kubeconfig", "kubeconfig", "where to write the admin kubeconfig")
 	f.StringVar(&clusterConfig, "cluster-config", "cluster.yaml", "where to write the cluster config ('triad migrate -f')")
 	f.IntVar(&kwokNodes, "kwok-nodes", 0, "simulated nodes (kwok) to add, connecting through the private address")

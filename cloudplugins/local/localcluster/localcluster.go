@@ -61,6 +61,12 @@ type Options struct {
 	// NodeMonitorGracePeriod and PodEvictionTimeout tune the node-lifecycle
 	// controller so tests see its effect in seconds; zero keeps defaults.
 	NodeMonitorGracePeriod time.Duration
+	// UngracefulAPIServer leaves out --shutdown-send-retry-after=true, which
+	// the cluster otherwise runs with: on SIGTERM kube-apiserver answers
+	// new requests 429 + Retry-After and exits once the in-flight ones are
+	// done, instead of holding open watches until --request-timeout (60 s).
+	// kubeadm does not set it; without it a migration's 1.1 waits ~30 s.
+	UngracefulAPIServer bool
 	// Progress receives one line per step.
 	Progress io.Writer
 }
@@ -231,6 +237,9 @@ apiServer:
 		// the local cloud does this.
 		p.SetFlag("bind-address", inst.PrivateIP)
 		p.SetFlag("endpoint-reconciler-type", "none")
+		if !opts.UngracefulAPIServer {
+			p.SetFlag("shutdown-send-retry-after", "true")
+		}
 		return nil
 	}); err != nil {
 		return err
