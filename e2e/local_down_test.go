@@ -76,3 +76,25 @@ func processesFor(stateDir string) int {
 	}
 	return n
 }
+
+// pluginProcessesFor counts the live cloud-plugin processes (started by
+// triad through go-plugin: no arguments) configured for stateDir.
+func pluginProcessesFor(stateDir string) int {
+	n := 0
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil || len(strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")) != 1 {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join(d, "stat"))
+		if strings.Contains(string(stat), ") Z ") {
+			continue
+		}
+		environ, _ := os.ReadFile(filepath.Join(d, "environ"))
+		if strings.Contains(string(environ), "TRIAD_CLOUD_CONFIG=") && strings.Contains(string(environ), stateDir) {
+			n++
+		}
+	}
+	return n
+}

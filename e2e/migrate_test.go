@@ -724,6 +724,13 @@ func TestMigrateCoordinatorKilled(t *testing.T) {
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
 			drain(lines)
+			// The killed coordinator's cloud plugin must not outlive it.
+			eventuallyE2E(t, 15*time.Second, "the killed coordinator's plugin process exits", func() error {
+				if n := pluginProcessesFor(c.stateDir); n != 0 {
+					return fmt.Errorf("%d plugin processes for %s", n, c.stateDir)
+				}
+				return nil
+			})
 			rec, _ := c.record(t)
 			if rec.Phase != engine.PhaseRunning || rec.Step(migrate.StepRestoreEtcd).State != engine.StepRunning {
 				t.Fatalf("journal after SIGKILL: phase %s, 2.3 %+v", rec.Phase, rec.Step(migrate.StepRestoreEtcd))

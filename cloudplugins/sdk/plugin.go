@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -53,12 +54,27 @@ func (p *cloudPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, conn *
 // Serve serves impl to triad and blocks. Call it from the plugin's main.
 // Log with Logger(): the JSON lines on stderr reach triad's log.
 func Serve(impl Provider) {
+	go exitWithParent(os.Getppid(), time.Second)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{pluginName: &cloudPlugin{impl: impl}},
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          pluginLogger(),
 	})
+}
+
+// exitWithParent ends the plugin process once the triad that started it is
+// gone. go-plugin stops a plugin when its host closes it, but a host killed
+// with SIGKILL (or OOM) closes nothing, and the plugin, holding the cloud
+// credentials of its environment, would serve on forever. An orphan is
+// re-parented (to init or a subreaper), so a changed parent pid says the
+// host died.
+func exitWithParent(ppid int, every time.Duration) {
+	for range time.Tick(every) {
+		if os.Getppid() != ppid {
+			os.Exit(3)
+		}
+	}
 }
 
 func pluginLogger() hclog.Logger {
