@@ -178,19 +178,12 @@ func Restore(req RestoreRequest) (RestoreResult, error) {
 	}
 
 	res := RestoreResult{DataDir: req.DataDir, Revision: st.Revision}
-	had, err := exists(req.DataDir)
-	if err != nil {
+	if res.PreviousDataDir, err = moveAside(req.DataDir, req.OperationID); err != nil {
+		os.RemoveAll(staging)
 		return RestoreResult{}, err
 	}
-	if had {
-		res.PreviousDataDir = req.DataDir + ".triad-previous-" + req.OperationID
-		if err := os.Rename(req.DataDir, res.PreviousDataDir); err != nil {
-			os.RemoveAll(staging)
-			return RestoreResult{}, fmt.Errorf("moving the old data directory aside: %w", err)
-		}
-	}
 	if err := os.Rename(staging, req.DataDir); err != nil {
-		if had {
+		if res.PreviousDataDir != "" {
 			// Put the old data back: the node must stay as it was.
 			if undo := os.Rename(res.PreviousDataDir, req.DataDir); undo != nil {
 				return RestoreResult{}, errors.Join(fmt.Errorf("installing restored data: %w", err), fmt.Errorf("restoring old data directory from %s: %w", res.PreviousDataDir, undo))
@@ -199,6 +192,42 @@ func Restore(req RestoreRequest) (RestoreResult, error) {
 		return RestoreResult{}, fmt.Errorf("installing restored data: %w", err)
 	}
 	return res, nil
+}
+
+// Empty moves dataDir aside (kept until Commit, like a restore's previous
+// data) so that etcd starts from nothing: how a member joins an existing
+// cluster. It returns where the old data went ("" if there was none) and
+// refuses while an etcd process holds dataDir.
+func Empty(dataDir, operationID string) (previous string, err error) {
+	if !filepath.IsAbs(dataDir) {
+		return "", fmt.Errorf("%w: data directory %q must be absolute", ErrInvalidArgument, dataDir)
+	}
+	if err := ValidateID(operationID); err != nil {
+		return "", fmt.Errorf("operation id: %w", err)
+	}
+	if err := ensureNotInUse(dataDir); err != nil {
+		return "", err
+	}
+	return moveAside(dataDir, operationID)
+}
+
+// moveAside renames dataDir to its .triad-previous-<operation> name if it
+// exists. A retry of the same operation finds it already moved.
+func moveAside(dataDir, operationID string) (string, error) {
+	had, err := exists(dataDir)
+	if err != nil || !had {
+		if prev := dataDir + ".triad-previous-" + operationID; err == nil {
+			if moved, _ := exists(prev); moved {
+				return prev, nil
+			}
+		}
+		return "", err
+	}
+	previous := dataDir + ".triad-previous-" + operationID
+	if err := os.Rename(dataDir, previous); err != nil {
+		return "", fmt.Errorf("moving the old data directory aside: %w", err)
+	}
+	return previous, nil
 }
 
 // Commit deletes the data directories that restores into dataDir kept

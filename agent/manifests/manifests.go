@@ -228,3 +228,28 @@ func urlHost(u string) string {
 	}
 	return host
 }
+
+// ImageTag is the tag Kubernetes release images carry for version: "+"
+// (build metadata) is not allowed in an image tag and becomes "_".
+func ImageTag(version string) string { return strings.ReplaceAll(version, "+", "_") }
+
+// SetVersion retags the pod's first container image to the Kubernetes
+// version (registry.k8s.io/kube-apiserver:v1.36.3 →
+// registry.k8s.io/kube-apiserver:<ImageTag(version)>). A digest-pinned or
+// untagged image is refused: there is no tag to change.
+func SetVersion(p *Pod, version string) error {
+	if !strings.HasPrefix(version, "v") || strings.ContainsAny(version, " /:@") {
+		return fmt.Errorf("%w: Kubernetes version %q (want v<major>.<minor>.<patch>[+build])", ErrInvalidArgument, version)
+	}
+	c := &p.Pod.Spec.Containers[0]
+	if strings.Contains(c.Image, "@") {
+		return fmt.Errorf("%w: %s pins image %s by digest; retag it by hand", ErrInvalidArgument, p.Path, c.Image)
+	}
+	slash := strings.LastIndex(c.Image, "/")
+	colon := strings.LastIndex(c.Image, ":")
+	if colon <= slash {
+		return fmt.Errorf("%w: %s image %q has no tag", ErrInvalidArgument, p.Path, c.Image)
+	}
+	c.Image = c.Image[:colon+1] + ImageTag(version)
+	return nil
+}

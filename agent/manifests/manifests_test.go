@@ -189,3 +189,49 @@ func TestRewriteAPIServerMovesABindAddressPinnedToTheNode(t *testing.T) {
 		}
 	}
 }
+
+func TestSetVersionRetagsOnlyTheImage(t *testing.T) {
+	for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		t.Run(name, func(t *testing.T) {
+			p, err := manifests.Read(copyManifest(t, name+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := manifests.SetVersion(p, "v1.36.3+triad.1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Write(); err != nil {
+				t.Fatal(err)
+			}
+			after, err := os.ReadFile(p.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			removed, added := lineDiff(string(p.Original), string(after))
+			want := "image: registry.k8s.io/" + name + ":v1.36.3_triad.1"
+			if len(removed) != 1 || removed[0] != "image: registry.k8s.io/"+name+":v1.36.3" || len(added) != 1 || added[0] != want {
+				t.Fatalf("removed %q, added %q; want only the image line retagged to %q", removed, added, want)
+			}
+		})
+	}
+}
+
+func TestSetVersionRefusesWhatItCannotRetag(t *testing.T) {
+	p, err := manifests.Read(copyManifest(t, "kube-apiserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1.36.4", "v1.36.4/evil", "v1.36.4:x", ""} {
+		if err := manifests.SetVersion(p, v); !errors.Is(err, manifests.ErrInvalidArgument) {
+			t.Errorf("version %q: %v, want invalid argument", v, err)
+		}
+	}
+	p.Pod.Spec.Containers[0].Image = "registry.k8s.io/kube-apiserver@sha256:" + strings.Repeat("a", 64)
+	if err := manifests.SetVersion(p, "v1.36.4"); !errors.Is(err, manifests.ErrInvalidArgument) {
+		t.Errorf("digest-pinned image: %v, want invalid argument", err)
+	}
+	p.Pod.Spec.Containers[0].Image = "localhost:5000/kube-apiserver"
+	if err := manifests.SetVersion(p, "v1.36.4"); !errors.Is(err, manifests.ErrInvalidArgument) {
+		t.Errorf("untagged image behind a registry port: %v, want invalid argument", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/triad-k8s/triad/agent/atomicfile"
+	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/agent/manifests"
 	"github.com/triad-k8s/triad/agent/nodecerts"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
@@ -81,9 +82,36 @@ func (s *service) ReconfigureManifests(ctx context.Context, req *agentv1.Reconfi
 	if err := manifests.RewriteAPIServer(apiPod, manifests.APIServer{AdvertiseAddress: req.GetAdvertiseAddress(), EtcdServers: req.GetEtcdServers()}); err != nil {
 		return nil, toStatus(err)
 	}
-	backup := s.backupDir(req.GetHeader().GetOperationId(), "manifests")
+	pods := []*manifests.Pod{etcdPod, apiPod}
+	if v := req.GetKubernetesVersion(); v != "" {
+		for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+			path, err := s.pods.CurrentPath(name)
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			p, err := manifests.Read(path)
+			if err != nil {
+				return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+			}
+			pods = append(pods, p)
+		}
+		for _, p := range pods[1:] {
+			if err := manifests.SetVersion(p, v); err != nil {
+				return nil, toStatus(err)
+			}
+		}
+	}
 	resp := &agentv1.ReconfigureManifestsResponse{}
-	for _, p := range []*manifests.Pod{etcdPod, apiPod} {
+	if req.GetEmptyEtcdDataDir() {
+		// Before any manifest changes: a running etcd refuses it.
+		prev, err := etcdsnap.Empty(s.cfg.EtcdDataDir, req.GetHeader().GetOperationId())
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.PreviousEtcdDataDir = prev
+	}
+	backup := s.backupDir(req.GetHeader().GetOperationId(), "manifests")
+	for _, p := range pods {
 		saved := filepath.Join(backup, filepath.Base(p.Path))
 		if _, err := os.Stat(saved); errors.Is(err, os.ErrNotExist) {
 			if err := atomicfile.Write(saved, p.Original, 0o600); err != nil {
@@ -98,6 +126,6 @@ func (s *service) ReconfigureManifests(ctx context.Context, req *agentv1.Reconfi
 			resp.ChangedFiles = append(resp.ChangedFiles, p.Path)
 		}
 	}
-	s.cfg.Logger.InfoContext(ctx, "manifests reconfigured", "cluster", s.cfg.Cluster, "op", req.GetHeader().GetOperationId(), "changed", fmt.Sprint(resp.ChangedFiles))
+	s.cfg.Logger.InfoContext(ctx, "manifests reconfigured", "cluster", s.cfg.Cluster, "op", req.GetHeader().GetOperationId(), "changed", fmt.Sprint(resp.ChangedFiles), "etcdDataMovedTo", resp.PreviousEtcdDataDir)
 	return resp, nil
 }

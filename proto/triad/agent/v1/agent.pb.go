@@ -2787,9 +2787,18 @@ type ReconfigureManifestsRequest struct {
 	// initial_cluster_state is "new" or "existing".
 	InitialClusterState string `protobuf:"bytes,4,opt,name=initial_cluster_state,json=initialClusterState,proto3" json:"initial_cluster_state,omitempty"`
 	// etcd_servers are the client URLs the kube-apiserver uses.
-	EtcdServers   []string `protobuf:"bytes,5,rep,name=etcd_servers,json=etcdServers,proto3" json:"etcd_servers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EtcdServers []string `protobuf:"bytes,5,rep,name=etcd_servers,json=etcdServers,proto3" json:"etcd_servers,omitempty"`
+	// empty_etcd_data_dir moves the etcd data directory aside (kept until
+	// CommitRestore) so that etcd starts empty: a member joining an existing
+	// cluster as a learner must not start from a cloned disk's old data.
+	// Refused while etcd runs.
+	EmptyEtcdDataDir bool `protobuf:"varint,6,opt,name=empty_etcd_data_dir,json=emptyEtcdDataDir,proto3" json:"empty_etcd_data_dir,omitempty"`
+	// kubernetes_version, when set, retags the images of kube-apiserver,
+	// kube-controller-manager and kube-scheduler to this version ("+" becomes
+	// "_", as Kubernetes release images are tagged); etcd keeps its image.
+	KubernetesVersion string `protobuf:"bytes,7,opt,name=kubernetes_version,json=kubernetesVersion,proto3" json:"kubernetes_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ReconfigureManifestsRequest) Reset() {
@@ -2857,12 +2866,28 @@ func (x *ReconfigureManifestsRequest) GetEtcdServers() []string {
 	return nil
 }
 
+func (x *ReconfigureManifestsRequest) GetEmptyEtcdDataDir() bool {
+	if x != nil {
+		return x.EmptyEtcdDataDir
+	}
+	return false
+}
+
+func (x *ReconfigureManifestsRequest) GetKubernetesVersion() string {
+	if x != nil {
+		return x.KubernetesVersion
+	}
+	return ""
+}
+
 type ReconfigureManifestsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// changed_files are the manifest files that were rewritten.
-	ChangedFiles  []string `protobuf:"bytes,1,rep,name=changed_files,json=changedFiles,proto3" json:"changed_files,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChangedFiles []string `protobuf:"bytes,1,rep,name=changed_files,json=changedFiles,proto3" json:"changed_files,omitempty"`
+	// previous_etcd_data_dir is where empty_etcd_data_dir moved the old data.
+	PreviousEtcdDataDir string `protobuf:"bytes,2,opt,name=previous_etcd_data_dir,json=previousEtcdDataDir,proto3" json:"previous_etcd_data_dir,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ReconfigureManifestsResponse) Reset() {
@@ -2900,6 +2925,13 @@ func (x *ReconfigureManifestsResponse) GetChangedFiles() []string {
 		return x.ChangedFiles
 	}
 	return nil
+}
+
+func (x *ReconfigureManifestsResponse) GetPreviousEtcdDataDir() string {
+	if x != nil {
+		return x.PreviousEtcdDataDir
+	}
+	return ""
 }
 
 type GetGateRequest struct {
@@ -3296,7 +3328,7 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\fip_addresses\x18\x04 \x03(\tR\vipAddresses\x12\x1b\n" +
 	"\tdns_names\x18\x05 \x03(\tR\bdnsNames\"f\n" +
 	"\x1dIssueNodeCertificatesResponse\x12E\n" +
-	"\fcertificates\x18\x01 \x03(\v2!.triad.agent.v1.IssuedCertificateR\fcertificates\"\x98\x02\n" +
+	"\fcertificates\x18\x01 \x03(\v2!.triad.agent.v1.IssuedCertificateR\fcertificates\"\xf6\x02\n" +
 	"\x1bReconfigureManifestsRequest\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.triad.agent.v1.RequestHeaderR\x06header\x12+\n" +
 	"\x11advertise_address\x18\x02 \x01(\tR\x10advertiseAddress\x12>\n" +
@@ -3304,9 +3336,12 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"membership\x18\x03 \x01(\v2\x1e.triad.agent.v1.EtcdMembershipR\n" +
 	"membership\x122\n" +
 	"\x15initial_cluster_state\x18\x04 \x01(\tR\x13initialClusterState\x12!\n" +
-	"\fetcd_servers\x18\x05 \x03(\tR\vetcdServers\"C\n" +
+	"\fetcd_servers\x18\x05 \x03(\tR\vetcdServers\x12-\n" +
+	"\x13empty_etcd_data_dir\x18\x06 \x01(\bR\x10emptyEtcdDataDir\x12-\n" +
+	"\x12kubernetes_version\x18\a \x01(\tR\x11kubernetesVersion\"x\n" +
 	"\x1cReconfigureManifestsResponse\x12#\n" +
-	"\rchanged_files\x18\x01 \x03(\tR\fchangedFiles\"\x10\n" +
+	"\rchanged_files\x18\x01 \x03(\tR\fchangedFiles\x123\n" +
+	"\x16previous_etcd_data_dir\x18\x02 \x01(\tR\x13previousEtcdDataDir\"\x10\n" +
 	"\x0eGetGateRequest\"z\n" +
 	"\x0fGetGateResponse\x12\x12\n" +
 	"\x04open\x18\x01 \x01(\bR\x04open\x12\x18\n" +
