@@ -15,7 +15,7 @@ version=$(cd tools/k8s && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 kwok_version=$(cd tools/kwok && go list -m -f '{{.Version}}' sigs.k8s.io/kwok)
 [ -n "$version" ] && [ -n "$kwok_version" ] || { echo "pins not found in tools/k8s or tools/kwok" >&2; exit 1; }
 out=${XDG_CACHE_HOME:-$HOME/.cache}/triad/bin/$version
-mkdir -p "$out"
+mkdir -p "$out/next"
 
 # Kubernetes binaries report their version through component-base, as a
 # release build stamps it (hack/lib/version.sh upstream).
@@ -28,8 +28,9 @@ build() { # name module-dir package [ldflags]
   if [ -x "$out/$name" ]; then return; fi
   local start=$SECONDS
   echo ">> building $name ($pkg) into $out" >&2
-  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out/.$name.tmp" "$pkg")
-  mv "$out/.$name.tmp" "$out/$name"
+  local tmp="$out/$(dirname "$name")/.$(basename "$name").tmp"
+  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg")
+  mv "$tmp" "$out/$name"
   echo "   $name built in $((SECONDS - start))s" >&2
 }
 
@@ -42,6 +43,18 @@ build kube-scheduler          tools/k8s  k8s.io/kubernetes/cmd/kube-scheduler "$
 build kubeadm                 tools/k8s  k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags"
 build kubectl                 tools/k8s  k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 build kwok                    tools/kwok sigs.k8s.io/kwok/cmd/kwok
+
+# The release the local cloud's second image upgrades to: the same pinned
+# sources re-linked as <version>+triad.1 (build metadata: same precedence,
+# a rebuild, not a new Kubernetes release). Only the link step runs again,
+# so it costs seconds instead of a second 8-minute build; the upgrade is
+# observable (/version, image tags, triad status) while no code differs.
+next=${version}+triad.1
+next_ldflags=${k8s_ldflags//$version/$next}
+for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  build "next/$c" tools/k8s "k8s.io/kubernetes/cmd/$c" "$next_ldflags"
+done
+echo "$next" > "$out/next/version"
 echo "$kwok_version" > "$out/kwok.version"
 # kwok refuses to act without Stage objects: take the node-initialize,
 # node-heartbeat-with-lease and pod stages its module ships.

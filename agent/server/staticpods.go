@@ -38,7 +38,11 @@ func (s *service) StopStaticPods(ctx context.Context, req *agentv1.StopStaticPod
 func (s *service) StartStaticPods(ctx context.Context, req *agentv1.StartStaticPodsRequest) (*agentv1.StartStaticPodsResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeoutOr(req.GetTimeout(), defaultStartTimeout))
 	defer cancel()
-	pods, err := s.pods.Start(ctx, req.GetNames())
+	start := s.pods.Start
+	if req.GetRunningOnly() {
+		start = s.pods.StartRunning
+	}
+	pods, err := start(ctx, req.GetNames())
 	s.cfg.Logger.InfoContext(ctx, "static pods started", "cluster", s.cfg.Cluster, "op", req.GetHeader().GetOperationId(), "pods", req.GetNames(), "err", err)
 	if err != nil {
 		return nil, toStatus(err)

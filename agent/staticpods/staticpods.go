@@ -166,6 +166,17 @@ func (m *Manager) Stop(ctx context.Context, names []string) ([]Pod, error) {
 // Start moves parked manifests back and waits until every named pod's
 // containers run and its health endpoint answers.
 func (m *Manager) Start(ctx context.Context, names []string) ([]Pod, error) {
+	return m.start(ctx, names, m.healthy)
+}
+
+// StartRunning is Start without the health check: it returns once the
+// containers run. An etcd learner needs it: etcd's /readyz refuses
+// learners until they are promoted.
+func (m *Manager) StartRunning(ctx context.Context, names []string) ([]Pod, error) {
+	return m.start(ctx, names, nil)
+}
+
+func (m *Manager) start(ctx context.Context, names []string, check func(context.Context, string) error) ([]Pod, error) {
 	if err := m.checkNames(names); err != nil {
 		return nil, err
 	}
@@ -180,7 +191,7 @@ func (m *Manager) Start(ctx context.Context, names []string) ([]Pod, error) {
 			}
 		}
 	}
-	err := m.waitFor(ctx, names, func(p Pod) bool { return len(p.ContainerIDs) > 0 }, m.healthy)
+	err := m.waitFor(ctx, names, func(p Pod) bool { return len(p.ContainerIDs) > 0 }, check)
 	pods, listErr := m.report(ctx, names)
 	return pods, errors.Join(err, listErr)
 }

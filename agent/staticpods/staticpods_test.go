@@ -207,3 +207,24 @@ func TestHealthURLFromKubeadmProbe(t *testing.T) {
 		t.Fatalf("HealthURL = %q, %v", u, ok)
 	}
 }
+
+// An etcd learner never passes etcd's /readyz: StartRunning must not wait
+// for the health endpoint, only for the containers.
+func TestStartRunningDoesNotWaitForHealth(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.mgr.Stop(timeout(t, 10*time.Second), []string{"kube-scheduler"}); err != nil {
+		t.Fatal(err)
+	}
+	f.health.calls.Store(-1 << 30) // every probe fails
+	pods, err := f.mgr.StartRunning(timeout(t, 10*time.Second), []string{"kube-scheduler"})
+	if err != nil {
+		t.Fatalf("StartRunning: %v", err)
+	}
+	if pods[0].State != staticpods.Running || !f.cri.Running("kube-scheduler-"+node) {
+		t.Fatalf("after StartRunning: %+v", pods[0])
+	}
+	// Start, with its health check, times out on the same pod.
+	if _, err := f.mgr.Start(timeout(t, time.Second), []string{"kube-scheduler"}); !errors.Is(err, staticpods.ErrTimeout) {
+		t.Fatalf("Start with failing health: %v, want a timeout", err)
+	}
+}

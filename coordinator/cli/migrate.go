@@ -168,6 +168,9 @@ func (f *migrateFlags) record(j *engine.Journal, cfg *config.Cluster) (*engine.R
 	if errors.Is(err, engine.ErrNotFound) {
 		return nil, fmt.Errorf("no migration of cluster %s in %s", cfg.Name, cfg.StateDir)
 	}
+	if err == nil && rec.Kind != migrate.Kind {
+		return nil, fmt.Errorf("the latest operation of cluster %s is %s %s (%s): see 'triad %s status'", cfg.Name, rec.Kind, rec.ID, rec.Phase, rec.Kind)
+	}
 	return rec, err
 }
 
@@ -222,7 +225,7 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 	var state *migrate.State
 	if what == "run" {
 		state = migrate.NewState(env)
-		if rec, err = runner.NewRecord(newOperationID(), cfg.Name, epoch, state); err != nil {
+		if rec, err = runner.NewRecord(newOperationID(migrate.Kind), cfg.Name, epoch, state); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "migration %s of cluster %s (epoch %d, journal %s)\n", rec.ID, cfg.Name, epoch, filepath.Join(cfg.StateDir, "journal.db"))
@@ -277,10 +280,10 @@ func kubeClient(path string) (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-func newOperationID() string {
+func newOperationID(kind string) string {
 	b := make([]byte, 3)
 	rand.Read(b)
-	return "migrate-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+	return kind + "-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
 }
 
 // progressPrinter prints one line per event, with the time since start.

@@ -52,7 +52,7 @@ cluster.yaml and run 'triad migrate plan -f cluster.yaml'.`,
 	}
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&g.pkiDir, "pki-dir", defaultPKIDir(), "directory of triad's CA and certificates")
-	root.AddCommand(newMigrateCommand(g), newStatusCommand(g), newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
+	root.AddCommand(newMigrateCommand(g), newUpgradeCommand(g), newStatusCommand(g), newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
 	return root
 }
 

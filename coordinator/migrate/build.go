@@ -32,7 +32,7 @@ func (e *Env) createVMs(ctx context.Context, op *engine.Op[State]) error {
 		if slices.ContainsFunc(s.Nodes, func(n Node) bool { return n.Name == name && n.InstanceID != "" && n.PrivateIP != "" }) {
 			continue
 		}
-		inst, err := cloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
+		inst, err := CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
 			return e.Cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{
 				IdempotencyToken: fmt.Sprintf("%s-vm-%d", op.Record.ID, i), Name: name, Zone: zone, Image: s.Image,
 				DiskSnapshotID: s.DiskSnapshotID, BootData: boot, Labels: s.labels(op.Record.ID),
@@ -64,7 +64,7 @@ func zoneSuffix(zone string, i int) string {
 // vmsHeld checks each new node's agent answers and holds every static pod.
 func (e *Env) vmsHeld(ctx context.Context, op *engine.Op[State]) error {
 	return parallel(op.State.Nodes, func(n Node) error {
-		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			info, err := c.GetInfo(ctx, &agentv1.GetInfoRequest{})
 			if err != nil {
 				return err
@@ -96,7 +96,7 @@ func (e *Env) createLBs(ctx context.Context, op *engine.Op[State]) error {
 		scheme  sdk.LoadBalancerScheme
 		address string
 	}{{&s.InternalLB, sdk.SchemeInternal, s.PrivateAddressID}, {&s.PublicLB, sdk.SchemePublic, s.PublicAddressID}} {
-		created, err := cloudRetry(ctx, "create "+string(lb.scheme)+" load balancer", func() (sdk.LoadBalancer, error) {
+		created, err := CloudRetry(ctx, "create "+string(lb.scheme)+" load balancer", func() (sdk.LoadBalancer, error) {
 			return e.Cloud.CreateLoadBalancer(ctx, sdk.CreateLoadBalancerRequest{
 				IdempotencyToken: op.Record.ID + "-lb-" + string(lb.scheme), Name: s.Cluster + "-" + string(lb.scheme),
 				Scheme: lb.scheme, AddressID: lb.address, ListenerPort: port, BackendPort: port, BackendInstanceIDs: backends,
@@ -169,7 +169,7 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 	}
 	op.Logf("snapshot verified (sha256 %s, revision %d); restoring on %d nodes", s.Snapshot.SHA256, st.Revision, len(s.Nodes))
 	if err := parallel(s.Nodes, func(n Node) error {
-		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			if _, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: false}); err != nil {
 				return err
 			}
@@ -194,13 +194,13 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 		return err
 	}
 	// etcd on all three at once: each member waits for its peers.
-	if err := parallel(s.Nodes, func(n Node) error { return e.startPods(ctx, op, e.agentEndpoint(n.PrivateIP), []string{"etcd"}) }); err != nil {
+	if err := parallel(s.Nodes, func(n Node) error { return e.startPods(ctx, op, e.AgentEndpoint(n.PrivateIP), []string{"etcd"}) }); err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
-	if err := poll(ctx, e.Options.ReadyTimeout, time.Second, "etcd quorum with every member at the snapshot's revision", func() (bool, error) {
+	if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, "etcd quorum with every member at the snapshot's revision", func() (bool, error) {
 		var leader uint64
 		for _, n := range s.Nodes {
-			st, err := e.etcdStatus(ctx, e.agentEndpoint(n.PrivateIP))
+			st, err := e.EtcdStatus(ctx, e.AgentEndpoint(n.PrivateIP))
 			if err != nil {
 				return false, err
 			}
@@ -221,11 +221,11 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 	}
 	op.Logf("etcd: %d members, quorum, every member at revision %d", len(s.Nodes), s.Snapshot.Revision)
 	if err := parallel(s.Nodes, func(n Node) error {
-		endpoint := e.agentEndpoint(n.PrivateIP)
+		endpoint := e.AgentEndpoint(n.PrivateIP)
 		if err := e.startPods(ctx, op, endpoint, []string{"kube-apiserver"}); err != nil {
 			return err
 		}
-		return e.waitAPIServerReady(ctx, endpoint)
+		return e.WaitAPIServerReady(ctx, endpoint)
 	}); err != nil {
 		return fmt.Errorf("kube-apiservers: %w", err)
 	}
@@ -280,7 +280,7 @@ func (e *Env) upload(ctx context.Context, op *engine.Op[State], c agentv1.AgentS
 
 func (e *Env) gatesClosed(ctx context.Context, op *engine.Op[State]) error {
 	return parallel(op.State.Nodes, func(n Node) error {
-		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "get gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "get gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			g, err := c.GetGate(ctx, &agentv1.GetGateRequest{})
 			if err != nil {
 				return err

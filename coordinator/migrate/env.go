@@ -86,7 +86,7 @@ func (e *Env) Close() {
 	e.agents = map[string]*agentclient.Client{}
 }
 
-func (e *Env) agentEndpoint(ip string) string {
+func (e *Env) AgentEndpoint(ip string) string {
 	return net.JoinHostPort(ip, strconv.Itoa(e.Config.Agent.Port))
 }
 
@@ -109,10 +109,10 @@ func header(op *engine.Op[State]) *agentv1.RequestHeader {
 	return &agentv1.RequestHeader{OperationId: op.Record.ID, Epoch: op.Epoch(), Cluster: op.State.Cluster}
 }
 
-// callAgent runs f against the agent at endpoint, retrying while the agent
+// CallAgent runs f against the agent at endpoint, retrying while the agent
 // is unreachable (a restarting agent or a booting VM) for up to
 // AgentTimeout. A stale epoch becomes engine.ErrFenced.
-func (e *Env) callAgent(ctx context.Context, endpoint, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
+func (e *Env) CallAgent(ctx context.Context, endpoint, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
 	c, err := e.agent(endpoint)
 	if err != nil {
 		return err
@@ -138,9 +138,9 @@ func (e *Env) callAgent(ctx context.Context, endpoint, what string, f func(conte
 	}
 }
 
-// cloudRetry retries a cloud call that failed with ErrUnavailable, three
+// CloudRetry retries a cloud call that failed with ErrUnavailable, three
 // attempts in all. Every cloud call of the SDK is safe to retry.
-func cloudRetry[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
+func CloudRetry[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
 	var zero T
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
@@ -160,9 +160,9 @@ func cloudRetry[T any](ctx context.Context, what string, f func() (T, error)) (T
 	return zero, fmt.Errorf("cloud %s: %w", what, err)
 }
 
-// poll calls f every interval until it returns true, an error, or timeout;
+// Poll calls f every interval until it returns true, an error, or timeout;
 // on timeout the error names what was awaited and f's last complaint.
-func poll(ctx context.Context, timeout, interval time.Duration, what string, f func() (bool, error)) error {
+func Poll(ctx context.Context, timeout, interval time.Duration, what string, f func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := f()

@@ -21,7 +21,7 @@ import (
 func (e *Env) openTraffic(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	if err := parallel(s.Nodes, func(n Node) error {
-		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "open gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "open gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: true})
 			return err
 		})
@@ -35,13 +35,13 @@ func (e *Env) openTraffic(ctx context.Context, op *engine.Op[State]) error {
 		}
 	}
 	for _, id := range []string{s.InternalLB, s.PublicLB} {
-		if _, err := cloudRetry(ctx, "admit traffic on "+id, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerTraffic(ctx, id, true) }); err != nil {
+		if _, err := CloudRetry(ctx, "admit traffic on "+id, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerTraffic(ctx, id, true) }); err != nil {
 			return err
 		}
 	}
 	op.Logf("traffic admitted on %s and %s", s.PrivateIP, s.PublicIP)
 	if s.FirstWriteAt == nil {
-		if err := poll(ctx, e.Options.ReadyTimeout, 100*time.Millisecond, "the first write through the load balancer", func() (bool, error) {
+		if err := Poll(ctx, e.Options.ReadyTimeout, 100*time.Millisecond, "the first write through the load balancer", func() (bool, error) {
 			err := e.writeProbe(ctx, op)
 			return err == nil, err
 		}); err != nil {
@@ -90,7 +90,7 @@ func (e *Env) writeProbe(ctx context.Context, op *engine.Op[State]) error {
 func (e *Env) waitHeartbeats(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	lastReport := time.Time{}
-	return poll(ctx, e.Options.HeartbeatTimeout, time.Second, "kubelet heartbeats through the new endpoint", func() (bool, error) {
+	return Poll(ctx, e.Options.HeartbeatTimeout, time.Second, "kubelet heartbeats through the new endpoint", func() (bool, error) {
 		var waiting []string
 		for _, name := range s.Baseline.ReadyNodes {
 			l, err := e.Kube.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
@@ -119,7 +119,7 @@ func first(s []string, n int) []string {
 
 func (e *Env) startControllers(ctx context.Context, op *engine.Op[State]) error {
 	if err := parallel(op.State.Nodes, func(n Node) error {
-		return e.startPods(ctx, op, e.agentEndpoint(n.PrivateIP), []string{"kube-controller-manager", "kube-scheduler"})
+		return e.startPods(ctx, op, e.AgentEndpoint(n.PrivateIP), []string{"kube-controller-manager", "kube-scheduler"})
 	}); err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (e *Env) startControllers(ctx context.Context, op *engine.Op[State]) error 
 
 func (e *Env) allPodsRunning(ctx context.Context, op *engine.Op[State]) error {
 	return parallel(op.State.Nodes, func(n Node) error {
-		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			return podsIn(ctx, c, agentv1.StaticPodState_STATIC_POD_STATE_RUNNING, "")
 		})
 	})

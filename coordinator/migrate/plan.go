@@ -88,5 +88,5 @@ func (e *Env) originalAgent(s *State) string {
 	if e.Config.Agent.Endpoint != "" {
 		return e.Config.Agent.Endpoint
 	}
-	return e.agentEndpoint(s.PrivateIP)
+	return e.AgentEndpoint(s.PrivateIP)
 }

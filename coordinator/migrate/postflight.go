@@ -22,7 +22,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	var problems []string
 	var leader uint64
 	for _, n := range s.Nodes {
-		st, err := e.etcdStatus(ctx, e.agentEndpoint(n.PrivateIP))
+		st, err := e.EtcdStatus(ctx, e.AgentEndpoint(n.PrivateIP))
 		if err != nil {
 			return err
 		}
@@ -57,7 +57,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		name   string
 		holder *string
 	}{{"kube-controller-manager", &pf.ControllerLeader}, {"kube-scheduler", &pf.SchedulerLeader}} {
-		if err := poll(ctx, e.Options.ReadyTimeout, time.Second, lease.name+" leader", func() (bool, error) {
+		if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, lease.name+" leader", func() (bool, error) {
 			l, err := e.Kube.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, lease.name, metav1.GetOptions{})
 			if err != nil {
 				return false, err
@@ -104,7 +104,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	if err := parallel(s.Nodes, func(n Node) error {
-		return e.callAgent(ctx, e.agentEndpoint(n.PrivateIP), "commit restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "commit restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.CommitRestore(ctx, &agentv1.CommitRestoreRequest{Header: header(op)})
 			return err
 		})

@@ -22,7 +22,7 @@ import (
 
 func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	info, err := cloudRetry(ctx, "plugin info", func() (sdk.PluginInfo, error) { return e.Cloud.PluginInfo(ctx) })
+	info, err := CloudRetry(ctx, "plugin info", func() (sdk.PluginInfo, error) { return e.Cloud.PluginInfo(ctx) })
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 			}
 		}
 	}
-	inst, err := cloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
+	inst, err := CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
 	if errors.Is(err, sdk.ErrNotFound) {
 		return fmt.Errorf("instance %q not found in cloud %s: check controlPlane.instance", s.Original.InstanceID, info.Name)
 	}
@@ -58,7 +58,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		{e.Config.ControlPlane.PrivateAddress, sdk.AddressPrivate, &s.PrivateAddressID, &s.PrivateIP, "controlPlane.privateAddress", inst.PrivateIP, "kubelets and in-cluster clients"},
 		{e.Config.ControlPlane.PublicAddress, sdk.AddressPublic, &s.PublicAddressID, &s.PublicIP, "controlPlane.publicAddress", inst.PublicIP, "external clients"},
 	} {
-		addr, err := cloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, a.ref) })
+		addr, err := CloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, a.ref) })
 		if errors.Is(err, sdk.ErrNotFound) {
 			return fmt.Errorf("%s %q: no such static address in cloud %s", a.field, a.ref, info.Name)
 		}
@@ -80,7 +80,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 
 	endpoint := e.originalAgent(s)
 	var agentInfo *agentv1.GetInfoResponse
-	if err := e.callAgent(ctx, endpoint, "get info", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
+	if err := e.CallAgent(ctx, endpoint, "get info", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
 		agentInfo, err = c.GetInfo(ctx, &agentv1.GetInfoRequest{})
 		return err
 	}); err != nil {
@@ -96,14 +96,14 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		s.Original.Name = agentInfo.GetNodeName()
 	}
 	var health *agentv1.NodeHealth
-	var etcdStatus *agentv1.GetEtcdStatusResponse
-	if err := e.callAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+	var EtcdStatus *agentv1.GetEtcdStatusResponse
+	if err := e.CallAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 		h, err := c.GetHealth(ctx, &agentv1.GetHealthRequest{})
 		if err != nil {
 			return err
 		}
 		health = h.GetHealth()
-		etcdStatus, err = c.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
+		EtcdStatus, err = c.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
 		return err
 	}); err != nil {
 		return err
@@ -111,16 +111,16 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	if !health.GetApiserverReady() {
 		return fmt.Errorf("kube-apiserver on %s is not ready: %s", inst.ID, strings.Join(health.GetProblems(), "; "))
 	}
-	if n := len(etcdStatus.GetMembers()); n != 1 {
+	if n := len(EtcdStatus.GetMembers()); n != 1 {
 		return fmt.Errorf("etcd has %d members; migrate starts from a single-member etcd", n)
 	}
-	if !etcdStatus.GetHealthy() || len(etcdStatus.GetAlarms()) > 0 {
-		return fmt.Errorf("etcd on %s is not healthy (alarms: %v)", inst.ID, etcdStatus.GetAlarms())
+	if !EtcdStatus.GetHealthy() || len(EtcdStatus.GetAlarms()) > 0 {
+		return fmt.Errorf("etcd on %s is not healthy (alarms: %v)", inst.ID, EtcdStatus.GetAlarms())
 	}
-	if free, need := health.GetDiskFreeBytes(), uint64(2*etcdStatus.GetDbSizeBytes()); free < need {
+	if free, need := health.GetDiskFreeBytes(), uint64(2*EtcdStatus.GetDbSizeBytes()); free < need {
 		return fmt.Errorf("%d bytes free next to the etcd data dir; a restore needs at least %d (twice the database)", free, need)
 	}
-	b := Baseline{Revision: etcdStatus.GetRevision(), DBSizeBytes: etcdStatus.GetDbSizeBytes(), EtcdVersion: etcdStatus.GetVersion(), LeaseRenew: map[string]time.Time{}}
+	b := Baseline{Revision: EtcdStatus.GetRevision(), DBSizeBytes: EtcdStatus.GetDbSizeBytes(), EtcdVersion: EtcdStatus.GetVersion(), LeaseRenew: map[string]time.Time{}}
 	if b.Objects, err = e.countObjects(ctx); err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ import (
 func (e *Env) stopControlPlane(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	stop := func(names ...string) error {
-		return e.callAgent(ctx, e.originalAgent(s), "stop static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgent(ctx, e.originalAgent(s), "stop static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(2 * time.Minute)})
 			return err
 		})
@@ -42,9 +42,9 @@ func (e *Env) stopControlPlane(ctx context.Context, op *engine.Op[State]) error 
 	return stop("kube-apiserver")
 }
 
-func (e *Env) etcdStatus(ctx context.Context, endpoint string) (*agentv1.GetEtcdStatusResponse, error) {
+func (e *Env) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.GetEtcdStatusResponse, error) {
 	var st *agentv1.GetEtcdStatusResponse
-	err := e.callAgent(ctx, endpoint, "etcd status", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
+	err := e.CallAgent(ctx, endpoint, "etcd status", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
 		st, err = c.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
 		return err
 	})
@@ -54,12 +54,12 @@ func (e *Env) etcdStatus(ctx context.Context, endpoint string) (*agentv1.GetEtcd
 // revisionStable checks that nothing writes to etcd any more.
 func (e *Env) revisionStable(ctx context.Context, op *engine.Op[State]) error {
 	endpoint := e.originalAgent(op.State)
-	first, err := e.etcdStatus(ctx, endpoint)
+	first, err := e.EtcdStatus(ctx, endpoint)
 	if err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
-	second, err := e.etcdStatus(ctx, endpoint)
+	second, err := e.EtcdStatus(ctx, endpoint)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (e *Env) revisionStable(ctx context.Context, op *engine.Op[State]) error {
 }
 
 func (e *Env) startPods(ctx context.Context, op *engine.Op[State], endpoint string, names []string) error {
-	return e.callAgent(ctx, endpoint, "start static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+	return e.CallAgent(ctx, endpoint, "start static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 		_, err := c.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(e.Options.ReadyTimeout)})
 		return err
 	})
@@ -82,26 +82,26 @@ func (e *Env) startPods(ctx context.Context, op *engine.Op[State], endpoint stri
 // is not running (a host that crashed mid-migration), then every static
 // pod, and kube-apiserver must be ready.
 func (e *Env) startOriginalPods(ctx context.Context, op *engine.Op[State]) error {
-	inst, err := cloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, op.State.Original.InstanceID) })
+	inst, err := CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, op.State.Original.InstanceID) })
 	if err != nil {
 		return err
 	}
 	if inst.State != sdk.InstanceRunning && inst.PrivateIP != "" {
 		op.Logf("instance %s is %s; starting it", inst.ID, inst.State)
-		if _, err := cloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, inst.ID) }); err != nil {
+		if _, err := CloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, inst.ID) }); err != nil {
 			return err
 		}
 	}
 	if err := e.startPods(ctx, op, e.originalAgent(op.State), ControlPlanePods); err != nil {
 		return err
 	}
-	return e.waitAPIServerReady(ctx, e.originalAgent(op.State))
+	return e.WaitAPIServerReady(ctx, e.originalAgent(op.State))
 }
 
-func (e *Env) waitAPIServerReady(ctx context.Context, endpoint string) error {
-	return poll(ctx, e.Options.ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
+func (e *Env) WaitAPIServerReady(ctx context.Context, endpoint string) error {
+	return Poll(ctx, e.Options.ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
 		var h *agentv1.GetHealthResponse
-		err := e.callAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
+		err := e.CallAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
 			h, err = c.GetHealth(ctx, &agentv1.GetHealthRequest{})
 			return err
 		})
@@ -118,7 +118,7 @@ func (e *Env) waitAPIServerReady(ctx context.Context, endpoint string) error {
 func (e *Env) snapshotEtcd(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	var trailer etcdsnap.Trailer
-	err := e.callAgent(ctx, e.originalAgent(s), "take snapshot", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+	err := e.CallAgent(ctx, e.originalAgent(s), "take snapshot", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 		stream, err := c.TakeSnapshot(ctx, &agentv1.TakeSnapshotRequest{Header: header(op)})
 		if err != nil {
 			return err
@@ -151,31 +151,31 @@ func (e *Env) snapshotEtcd(ctx context.Context, op *engine.Op[State]) error {
 
 func (e *Env) stopVM(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	inst, err := cloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
+	inst, err := CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
 	if err != nil {
 		return err
 	}
 	if inst.State == sdk.InstanceRunning {
 		// etcd first, cleanly, through the agent: the disk snapshot must
 		// hold a closed database.
-		if err := e.callAgent(ctx, e.originalAgent(s), "stop etcd", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		if err := e.CallAgent(ctx, e.originalAgent(s), "stop etcd", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: header(op), Names: []string{"etcd"}, Timeout: durationpb.New(2 * time.Minute)})
 			return err
 		}); err != nil {
 			return err
 		}
-		if _, err := cloudRetry(ctx, "stop instance", func() (sdk.Instance, error) { return e.Cloud.StopInstance(ctx, s.Original.InstanceID) }); err != nil {
+		if _, err := CloudRetry(ctx, "stop instance", func() (sdk.Instance, error) { return e.Cloud.StopInstance(ctx, s.Original.InstanceID) }); err != nil {
 			return err
 		}
 	}
-	if err := poll(ctx, e.Options.ReadyTimeout, time.Second, "instance "+s.Original.InstanceID+" stopped", func() (bool, error) {
+	if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, "instance "+s.Original.InstanceID+" stopped", func() (bool, error) {
 		inst, err := e.Cloud.GetInstance(ctx, s.Original.InstanceID)
 		return err == nil && inst.State == sdk.InstanceStopped, err
 	}); err != nil {
 		return err
 	}
 	for _, id := range []string{s.PrivateAddressID, s.PublicAddressID} {
-		if _, err := cloudRetry(ctx, "release address "+id, func() (sdk.Address, error) { return e.Cloud.ReleaseAddress(ctx, id) }); err != nil {
+		if _, err := CloudRetry(ctx, "release address "+id, func() (sdk.Address, error) { return e.Cloud.ReleaseAddress(ctx, id) }); err != nil {
 			return err
 		}
 	}
@@ -202,7 +202,7 @@ func (e *Env) vmStopped(ctx context.Context, op *engine.Op[State]) error {
 func (e *Env) restartOriginal(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	for _, id := range []string{s.PrivateAddressID, s.PublicAddressID} {
-		a, err := cloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, id) })
+		a, err := CloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, id) })
 		if err != nil {
 			return err
 		}
@@ -211,12 +211,12 @@ func (e *Env) restartOriginal(ctx context.Context, op *engine.Op[State]) error {
 		case a.InstanceID != "" || a.LoadBalancerID != "":
 			return fmt.Errorf("address %s is held by %s%s, not by the original instance %s", a.IP, a.InstanceID, a.LoadBalancerID, s.Original.InstanceID)
 		default:
-			if _, err := cloudRetry(ctx, "attach address "+a.IP, func() (sdk.Address, error) { return e.Cloud.AttachAddress(ctx, id, s.Original.InstanceID) }); err != nil {
+			if _, err := CloudRetry(ctx, "attach address "+a.IP, func() (sdk.Address, error) { return e.Cloud.AttachAddress(ctx, id, s.Original.InstanceID) }); err != nil {
 				return err
 			}
 		}
 	}
-	if _, err := cloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, s.Original.InstanceID) }); err != nil {
+	if _, err := CloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, s.Original.InstanceID) }); err != nil {
 		return err
 	}
 	return e.startOriginalPods(ctx, op)
@@ -224,7 +224,7 @@ func (e *Env) restartOriginal(ctx context.Context, op *engine.Op[State]) error {
 
 func (e *Env) snapshotDisk(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	snap, err := cloudRetry(ctx, "create disk snapshot", func() (sdk.DiskSnapshot, error) {
+	snap, err := CloudRetry(ctx, "create disk snapshot", func() (sdk.DiskSnapshot, error) {
 		return e.Cloud.CreateDiskSnapshot(ctx, sdk.CreateDiskSnapshotRequest{IdempotencyToken: op.Record.ID + "-disk", InstanceID: s.Original.InstanceID, Labels: s.labels(op.Record.ID)})
 	})
 	if err != nil {
@@ -234,7 +234,7 @@ func (e *Env) snapshotDisk(ctx context.Context, op *engine.Op[State]) error {
 	if err := op.Save(); err != nil {
 		return err
 	}
-	return poll(ctx, e.Options.ReadyTimeout, time.Second, "disk snapshot "+snap.ID+" ready", func() (bool, error) {
+	return Poll(ctx, e.Options.ReadyTimeout, time.Second, "disk snapshot "+snap.ID+" ready", func() (bool, error) {
 		snap, err := e.Cloud.GetDiskSnapshot(ctx, snap.ID)
 		if err == nil && snap.State == sdk.DiskSnapshotError {
 			return false, fmt.Errorf("disk snapshot %s failed", snap.ID)
@@ -259,7 +259,7 @@ func (e *Env) deleteDiskSnapshot(ctx context.Context, op *engine.Op[State]) erro
 // whatever the cloud lists under the operation's labels (created just before
 // a crash, before its id was journaled). Already gone is not an error.
 func deleteCreated[T any](ctx context.Context, kind string, known []string, list func() ([]T, error), idOf func(T) string, del func(context.Context, string) error) error {
-	found, err := cloudRetry(ctx, "list "+kind+"s", list)
+	found, err := CloudRetry(ctx, "list "+kind+"s", list)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func deleteCreated[T any](ctx context.Context, kind string, known []string, list
 		if !ok {
 			continue
 		}
-		if _, err := cloudRetry(ctx, "delete "+kind+" "+id, func() (struct{}, error) { return struct{}{}, del(ctx, id) }); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		if _, err := CloudRetry(ctx, "delete "+kind+" "+id, func() (struct{}, error) { return struct{}{}, del(ctx, id) }); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -134,18 +135,47 @@ func Create(ctx context.Context, cloud *local.Cloud, opts Options) (*Cluster, er
 
 // writeImage records the control-plane image: triad-agent first, then the
 // kubelet stand-in once the agent listens (so held pods are parked first).
+// When the bin dir holds a next release (hack/build-k8s.sh's next/), a
+// second image for it is written too: the images a rolling upgrade moves
+// between.
 func writeImage(cloud *local.Cloud, opts Options) (string, error) {
-	name := "control-plane-" + opts.KubernetesVersion
-	dir := filepath.Join(cloud.StateDir(), "images")
-	binaries := map[string]string{}
 	etcdImage, err := etcdImageRef(opts)
 	if err != nil {
 		return "", err
 	}
-	binaries[etcdImage] = filepath.Join(opts.BinDir, "etcd")
+	binaries := map[string]string{etcdImage: filepath.Join(opts.BinDir, "etcd")}
 	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		binaries["registry.k8s.io/"+c+":"+opts.KubernetesVersion] = filepath.Join(opts.BinDir, c)
 	}
+	name, err := writeImageFor(cloud, opts, opts.KubernetesVersion, binaries)
+	if err != nil {
+		return "", err
+	}
+	next, err := os.ReadFile(filepath.Join(opts.BinDir, "next", "version"))
+	if errors.Is(err, os.ErrNotExist) {
+		return name, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	// The next image also holds the current release's images, as a node
+	// image that pre-pulls the previous release does: a node of the new
+	// image still starts the old manifests.
+	nextVersion := strings.TrimSpace(string(next))
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		binaries["registry.k8s.io/"+c+":"+manifests.ImageTag(nextVersion)] = filepath.Join(opts.BinDir, "next", c)
+	}
+	_, err = writeImageFor(cloud, opts, nextVersion, binaries)
+	return name, err
+}
+
+// ImageName is the local cloud's control-plane image for a Kubernetes
+// version.
+func ImageName(version string) string { return "control-plane-" + manifests.ImageTag(version) }
+
+func writeImageFor(cloud *local.Cloud, opts Options, version string, binaries map[string]string) (string, error) {
+	name := ImageName(version)
+	dir := filepath.Join(cloud.StateDir(), "images")
 	binariesFile := filepath.Join(dir, name+".binaries.json")
 	if err := writeJSON(binariesFile, binaries); err != nil {
 		return "", err

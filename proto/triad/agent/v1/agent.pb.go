@@ -948,7 +948,11 @@ type StartStaticPodsRequest struct {
 	Names []string `protobuf:"bytes,2,rep,name=names,proto3" json:"names,omitempty"`
 	// timeout for the containers to run and the components to answer their
 	// health endpoints. Defaults to 5m.
-	Timeout       *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// running_only returns once the containers run, without waiting for the
+	// health endpoints: an etcd learner never passes etcd's /readyz, which
+	// refuses learners until they are promoted.
+	RunningOnly   bool `protobuf:"varint,4,opt,name=running_only,json=runningOnly,proto3" json:"running_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1002,6 +1006,13 @@ func (x *StartStaticPodsRequest) GetTimeout() *durationpb.Duration {
 		return x.Timeout
 	}
 	return nil
+}
+
+func (x *StartStaticPodsRequest) GetRunningOnly() bool {
+	if x != nil {
+		return x.RunningOnly
+	}
+	return false
 }
 
 type StartStaticPodsResponse struct {
@@ -3204,11 +3215,12 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\x05names\x18\x02 \x03(\tR\x05names\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"G\n" +
 	"\x16StopStaticPodsResponse\x12-\n" +
-	"\x04pods\x18\x01 \x03(\v2\x19.triad.agent.v1.StaticPodR\x04pods\"\x9a\x01\n" +
+	"\x04pods\x18\x01 \x03(\v2\x19.triad.agent.v1.StaticPodR\x04pods\"\xbd\x01\n" +
 	"\x16StartStaticPodsRequest\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.triad.agent.v1.RequestHeaderR\x06header\x12\x14\n" +
 	"\x05names\x18\x02 \x03(\tR\x05names\x123\n" +
-	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"H\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\frunning_only\x18\x04 \x01(\bR\vrunningOnly\"H\n" +
 	"\x17StartStaticPodsResponse\x12-\n" +
 	"\x04pods\x18\x01 \x03(\v2\x19.triad.agent.v1.StaticPodR\x04pods\"d\n" +
 	"\x15HoldStaticPodsRequest\x125\n" +

@@ -1,0 +1,212 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/triad-k8s/triad/agent/etcdsnap"
+	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/engine"
+	"github.com/triad-k8s/triad/coordinator/migrate"
+	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
+)
+
+// Options tune an upgrade.
+type Options struct {
+	// AgentTimeout bounds how long an unreachable agent is retried;
+	// default 2m.
+	AgentTimeout time.Duration
+	// ReadyTimeout bounds waits for kube-apiserver readiness and load
+	// balancer health; default 5m.
+	ReadyTimeout time.Duration
+	// CatchUpTimeout bounds the wait for a learner to catch up with the
+	// leader; default 10m.
+	CatchUpTimeout time.Duration
+	// DrainDelay is how long a drained node keeps serving the
+	// connections it has after the load balancers stop sending it new
+	// ones, before its kube-apiserver is stopped; default 2s.
+	DrainDelay time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.AgentTimeout <= 0 {
+		o.AgentTimeout = 2 * time.Minute
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 5 * time.Minute
+	}
+	if o.CatchUpTimeout <= 0 {
+		o.CatchUpTimeout = 10 * time.Minute
+	}
+	if o.DrainDelay <= 0 {
+		o.DrainDelay = 2 * time.Second
+	}
+	return o
+}
+
+// Env is what the steps act through: the migration's (agents, cloud,
+// Kubernetes) plus the upgrade's options.
+type Env struct {
+	*migrate.Env
+	Options Options
+}
+
+// NewEnv returns an Env; Close it to drop the agent connections.
+func NewEnv(cfg *config.Cluster, cloud sdk.Provider, kube kubernetes.Interface, opts Options) *Env {
+	opts = opts.withDefaults()
+	return &Env{Env: migrate.NewEnv(cfg, cloud, kube, etcdsnap.Store{}, migrate.Options{AgentTimeout: opts.AgentTimeout, ReadyTimeout: opts.ReadyTimeout}), Options: opts}
+}
+
+// header stamps a mutating agent request.
+func header(op *engine.Op[State]) *agentv1.RequestHeader {
+	return &agentv1.RequestHeader{OperationId: op.Record.ID, Epoch: op.Epoch(), Cluster: op.State.Cluster}
+}
+
+func (e *Env) endpoint(n migrate.Node) string { return e.AgentEndpoint(n.PrivateIP) }
+
+// agentDo calls one agent RPC through CallAgent.
+func (e *Env) agentDo(ctx context.Context, n migrate.Node, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
+	return e.CallAgent(ctx, e.endpoint(n), what, f)
+}
+
+func (e *Env) setGate(ctx context.Context, op *engine.Op[State], n migrate.Node, open bool) error {
+	return e.agentDo(ctx, n, "set gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		_, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: open})
+		return err
+	})
+}
+
+func (e *Env) pods(ctx context.Context, op *engine.Op[State], n migrate.Node, start bool, names ...string) error {
+	return e.agentDo(ctx, n, "static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		var err error
+		if start {
+			_, err = c.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(e.Options.ReadyTimeout)})
+		} else {
+			_, err = c.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(2 * time.Minute)})
+		}
+		return err
+	})
+}
+
+// clusterHealthy checks the cluster-level preconditions over the nodes
+// that serve now: every agent answers, etcd has exactly their members, all
+// voting, one leader, no alarm, and every kube-apiserver is ready. It
+// returns the members' ids by node and the leader's id.
+func (e *Env) clusterHealthy(ctx context.Context, nodes []migrate.Node) (map[string]uint64, uint64, error) {
+	ids := map[string]uint64{}
+	var leader uint64
+	var problems []string
+	for _, n := range nodes {
+		st, err := e.EtcdStatus(ctx, e.endpoint(n))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", n.Name, err))
+			continue
+		}
+		voters, learners := 0, 0
+		for _, m := range st.GetMembers() {
+			if m.GetIsLearner() {
+				learners++
+			} else {
+				voters++
+			}
+		}
+		switch {
+		case !st.GetHealthy():
+			problems = append(problems, n.Name+": etcd not healthy (no leader or no quorum)")
+		case voters != len(nodes) || learners != 0:
+			problems = append(problems, fmt.Sprintf("%s: etcd has %d voting members and %d learners, want %d and none", n.Name, voters, learners, len(nodes)))
+		case len(st.GetAlarms()) > 0:
+			problems = append(problems, fmt.Sprintf("%s: etcd alarms %v", n.Name, st.GetAlarms()))
+		case leader != 0 && st.GetLeaderId() != leader:
+			problems = append(problems, n.Name+": members disagree on the leader")
+		}
+		leader = st.GetLeaderId()
+		ids[n.Name] = st.GetMemberId()
+		var h *agentv1.GetHealthResponse
+		if err := e.agentDo(ctx, n, "health", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
+			h, err = c.GetHealth(ctx, &agentv1.GetHealthRequest{})
+			return err
+		}); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", n.Name, err))
+		} else if !h.GetHealth().GetApiserverReady() {
+			problems = append(problems, n.Name+": kube-apiserver not ready: "+strings.Join(h.GetHealth().GetProblems(), "; "))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, 0, errors.New(strings.Join(problems, "; "))
+	}
+	return ids, leader, nil
+}
+
+// backendHealth waits until instance id has health want on both load
+// balancers.
+func (e *Env) backendHealth(ctx context.Context, s *State, id string, want sdk.BackendHealth) error {
+	return migrate.Poll(ctx, e.Options.ReadyTimeout, 250*time.Millisecond, fmt.Sprintf("instance %s %s on both load balancers", id, want), func() (bool, error) {
+		for _, lbID := range []string{s.InternalLB, s.PublicLB} {
+			lb, err := e.Cloud.GetLoadBalancer(ctx, lbID)
+			if err != nil {
+				return false, err
+			}
+			i := slices.IndexFunc(lb.Backends, func(b sdk.Backend) bool { return b.InstanceID == id })
+			if i < 0 {
+				return false, fmt.Errorf("%s is not a backend of %s", id, lbID)
+			}
+			if lb.Backends[i].Health != want {
+				return false, fmt.Errorf("%s is %s on %s", id, lb.Backends[i].Health, lbID)
+			}
+		}
+		return true, nil
+	})
+}
+
+// setBackends changes both load balancers' backends with edit.
+func (e *Env) setBackends(ctx context.Context, s *State, edit func([]string) []string) error {
+	for _, lbID := range []string{s.InternalLB, s.PublicLB} {
+		lb, err := migrate.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, lbID) })
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, b := range lb.Backends {
+			ids = append(ids, b.InstanceID)
+		}
+		want := edit(slices.Clone(ids))
+		slices.Sort(want)
+		want = slices.Compact(want)
+		if slices.Equal(want, sortedCopy(ids)) {
+			continue
+		}
+		if _, err := migrate.CloudRetry(ctx, "set backends of "+lbID, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerBackends(ctx, lbID, want) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// nodeClient is a Kubernetes client that talks to one node's
+// kube-apiserver directly, with the cluster's kubeconfig credentials.
+func (e *Env) nodeClient(n migrate.Node) (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", e.Config.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", e.Config.Kubeconfig, err)
+	}
+	cfg.Host = "https://" + net.JoinHostPort(n.PrivateIP, fmt.Sprint(e.Config.ControlPlane.APIServerPort))
+	cfg.Timeout = 10 * time.Second
+	return kubernetes.NewForConfig(cfg)
+}

@@ -1,0 +1,93 @@
+package upgrade
+
+import (
+	"time"
+
+	"github.com/triad-k8s/triad/coordinator/migrate"
+)
+
+// Kind is the journal's name for this operation.
+const Kind = "upgrade"
+
+// NodeUpgrade is one control-plane node's replacement, journaled as it
+// goes so that a resumed or rolled-back upgrade knows what exists.
+type NodeUpgrade struct {
+	// Old is the node being replaced; OldMemberID its etcd member.
+	Old         migrate.Node `json:"old"`
+	OldImage    string       `json:"oldImage"`
+	OldMemberID uint64       `json:"oldMemberID,string"`
+	// Skipped: the node already ran the target image at preflight.
+	Skipped bool `json:"skipped,omitempty"`
+	// Drained: the old node's gate is closed and both load balancers
+	// have stopped sending it new connections.
+	Drained bool `json:"drained,omitempty"`
+	// New is the replacement VM, once created; LearnerID its etcd
+	// member, once added.
+	New       migrate.Node `json:"new"`
+	LearnerID uint64       `json:"learnerID,string,omitempty"`
+	Promoted  bool         `json:"promoted,omitempty"`
+	Validated bool         `json:"validated,omitempty"`
+	// Switched: the old member is being (or was) removed. From here the
+	// node cannot go back to the old VM; an undo finishes the switch to
+	// the new one instead.
+	Switched bool `json:"switched,omitempty"`
+	Done     bool `json:"done,omitempty"`
+	// Timings of the parts, for the report and make bench.
+	Timings Timings `json:"timings"`
+}
+
+// Timings are the seconds each part of a node's replacement took.
+type Timings struct {
+	Drain          float64 `json:"drainSeconds,omitempty"`
+	CreateVM       float64 `json:"createVMSeconds,omitempty"`
+	LearnerCatchUp float64 `json:"learnerCatchUpSeconds,omitempty"`
+	APIServerReady float64 `json:"apiserverReadySeconds,omitempty"`
+	Validate       float64 `json:"validateSeconds,omitempty"`
+	Switch         float64 `json:"switchSeconds,omitempty"`
+	Total          float64 `json:"totalSeconds,omitempty"`
+}
+
+// State is an upgrade's journaled state.
+type State struct {
+	Cluster string `json:"cluster"`
+	// Image is the cloud image the nodes move to; KubernetesVersion, if
+	// set, the version their control-plane manifests are retagged to.
+	Image             string `json:"image"`
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// DiskSnapshotID seeds the replacement VMs' data disks (the PKI,
+	// kubeconfigs and manifests of the cluster): the migration's.
+	DiskSnapshotID string `json:"diskSnapshotID"`
+	// Migration is the operation that built the HA control plane: its
+	// load balancers and addresses are the ones served.
+	Migration  string `json:"migration"`
+	PrivateIP  string `json:"privateIP"`
+	PublicIP   string `json:"publicIP"`
+	InternalLB string `json:"internalLB"`
+	PublicLB   string `json:"publicLB"`
+	// Nodes in upgrade order: followers first, the etcd leader last.
+	Nodes     []NodeUpgrade `json:"nodes"`
+	StartedAt *time.Time    `json:"startedAt,omitempty"`
+}
+
+func (s *State) labels(op string) map[string]string {
+	return map[string]string{migrate.LabelCluster: s.Cluster, migrate.LabelOperation: op}
+}
+
+// serving are the nodes that serve now: each node's new VM once it is
+// switched, its old one before.
+func (s *State) serving() []migrate.Node {
+	var out []migrate.Node
+	for _, n := range s.Nodes {
+		if n.Switched {
+			out = append(out, n.New)
+		} else {
+			out = append(out, n.Old)
+		}
+	}
+	return out
+}
+
+func now() *time.Time {
+	t := time.Now().UTC()
+	return &t
+}
