@@ -62,7 +62,7 @@ func needK8s(t *testing.T) string {
 // newCluster creates the cluster, waits for its kwok nodes to be Ready and
 // a 3-replica Deployment to run on them. Teardown removes everything and
 // asserts no process is left.
-func newCluster(t *testing.T, kwokNodes int) *cluster {
+func newCluster(t *testing.T, kwokNodes int, createArgs ...string) *cluster {
 	t.Helper()
 	k8sBin := needK8s(t)
 	work := t.TempDir()
@@ -81,10 +81,10 @@ func newCluster(t *testing.T, kwokNodes int) *cluster {
 	// kube-controller-manager's node-monitor-grace-period is 20s (above
 	// kwok's 10s lease renewals) so that the negative control shows its
 	// effect within a test.
-	r := triad(t, "local", "cluster", "create", "--name", c.name, "--state-dir", c.stateDir, "--pki-dir", c.pkiDir,
+	r := triad(t, append([]string{"local", "cluster", "create", "--name", c.name, "--state-dir", c.stateDir, "--pki-dir", c.pkiDir,
 		"--bin-dir", k8sBin, "--kubeconfig", filepath.Join(work, "kubeconfig"), "--cluster-config", c.cfgPath, "--timeout", "4m", "-o", "json",
 		"--kwok-nodes", fmt.Sprint(kwokNodes), "--node-monitor-grace-period", "20s",
-		"--agent-binary", filepath.Join(binDir, "triad-agent"), "--cloud-binary", filepath.Join(binDir, "triad-cloud-local"))
+		"--agent-binary", filepath.Join(binDir, "triad-agent"), "--cloud-binary", filepath.Join(binDir, "triad-cloud-local")}, createArgs...)...)
 	if r.err != nil {
 		t.Fatalf("local cluster create: %v\nstdout: %s\nstderr: %s", r.err, r.stdout, r.stderr)
 	}

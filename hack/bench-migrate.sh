@@ -53,3 +53,24 @@ window=$("$dist/triad" migrate status -f cluster.yaml -o json | sed -n 's/.*"win
 grep -E 'done in' migrate.log | sed 's/^/   /'
 printf '\nfloor: snapshot save %.1fs + restore %.1fs + kube-apiserver start %.1fs = %.1fs\n' "$save" "$restore" "$apiserver" "$floor"
 printf 'migration write-unavailability window %.1fs, ratio window/floor = %.2f\n' "$window" "$(echo "$window / $floor" | bc -l)"
+
+# The rolling upgrade of the same cluster (a ${mb} MB etcd each learner
+# must catch up with) to the local cloud's second image: per node, the
+# total next to its parts, all measured in this run.
+next=$(cat "$bin/next/version")
+image=control-plane-${next//+/_}
+echo
+echo ">> rolling upgrade of the same cluster to $image (etcd ${mb} MB)"
+t=$(now)
+"$dist/triad" upgrade run -f cluster.yaml --image "$image" --kubernetes-version "$next" >upgrade.log 2>&1 || { cat upgrade.log; exit 1; }
+total=$(since "$t")
+"$dist/triad" upgrade status -f cluster.yaml | sed -n '/^OLD NODE/,$p' | sed 's/^/   /'
+"$dist/triad" upgrade status -f cluster.yaml | awk '
+  /^OLD NODE/ { on = 1; next }
+  on && NF >= 11 {
+    gsub("s", "", $5); gsub("s", "", $6); gsub("s", "", $7); gsub("s", "", $8); gsub("s", "", $11)
+    parts = $6 + $7 + $8
+    printf "node %s: %.1fs; VM create %.1fs + learner catch-up %.1fs + kube-apiserver ready %.1fs = %.1fs, ratio node/parts = %.2f\n", $1, $11, $6, $7, $8, parts, $11 / parts
+  }'
+grep -o 'availability: .*failed' upgrade.log | sed 's/^/   /'
+printf 'upgrade of 3 nodes: %.1fs\n' "$total"

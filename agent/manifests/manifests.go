@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -44,6 +45,10 @@ type Etcd struct {
 type APIServer struct {
 	AdvertiseAddress string
 	EtcdServers      []string
+	// ShutdownDelay, when positive, sets --shutdown-delay-duration and
+	// --shutdown-send-retry-after=false: the graceful shutdown of a server
+	// behind a load balancer (GOAWAY, not 429 Retry-After: 5).
+	ShutdownDelay time.Duration
 }
 
 // Pod is a parsed manifest plus the bytes it came from.
@@ -184,6 +189,13 @@ func RewriteAPIServer(p *Pod, a APIServer) error {
 	}
 	if len(a.EtcdServers) == 0 {
 		return fmt.Errorf("%w: etcd servers are required", ErrInvalidArgument)
+	}
+	if a.ShutdownDelay < 0 {
+		return fmt.Errorf("%w: shutdown delay %s is negative", ErrInvalidArgument, a.ShutdownDelay)
+	}
+	if a.ShutdownDelay > 0 {
+		p.SetFlag("shutdown-delay-duration", a.ShutdownDelay.String())
+		p.SetFlag("shutdown-send-retry-after", "false")
 	}
 	old, _ := p.Flag("advertise-address")
 	p.SetFlag("advertise-address", a.AdvertiseAddress)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/triad-k8s/triad/agent/manifests"
 )
@@ -233,5 +234,34 @@ func TestSetVersionRefusesWhatItCannotRetag(t *testing.T) {
 	p.Pod.Spec.Containers[0].Image = "localhost:5000/kube-apiserver"
 	if err := manifests.SetVersion(p, "v1.36.4"); !errors.Is(err, manifests.ErrInvalidArgument) {
 		t.Errorf("untagged image behind a registry port: %v, want invalid argument", err)
+	}
+}
+
+func TestShutdownDelayMakesKubeAPIServerShutDownBehindALoadBalancer(t *testing.T) {
+	p, err := manifests.Read(copyManifest(t, "kube-apiserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := manifests.RewriteAPIServer(p, manifests.APIServer{AdvertiseAddress: "10.0.0.11", EtcdServers: []string{"https://127.0.0.1:2379"}, ShutdownDelay: 3 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{"shutdown-delay-duration": "3s", "shutdown-send-retry-after": "false"} {
+		if got, ok := p.Flag(flag); !ok || got != want {
+			t.Errorf("--%s=%q (set %v), want %q", flag, got, ok, want)
+		}
+	}
+	// Without a delay the operator's shutdown flags stay as they are.
+	q, err := manifests.Read(copyManifest(t, "kube-apiserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := manifests.RewriteAPIServer(q, manifests.APIServer{AdvertiseAddress: "10.0.0.11", EtcdServers: []string{"https://127.0.0.1:2379"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.Flag("shutdown-delay-duration"); ok {
+		t.Error("shutdown flags set without a delay")
+	}
+	if err := manifests.RewriteAPIServer(q, manifests.APIServer{AdvertiseAddress: "10.0.0.11", EtcdServers: []string{"x"}, ShutdownDelay: -time.Second}); !errors.Is(err, manifests.ErrInvalidArgument) {
+		t.Errorf("negative delay: %v", err)
 	}
 }

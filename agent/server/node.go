@@ -79,7 +79,7 @@ func (s *service) ReconfigureManifests(ctx context.Context, req *agentv1.Reconfi
 	}); err != nil {
 		return nil, toStatus(err)
 	}
-	if err := manifests.RewriteAPIServer(apiPod, manifests.APIServer{AdvertiseAddress: req.GetAdvertiseAddress(), EtcdServers: req.GetEtcdServers()}); err != nil {
+	if err := manifests.RewriteAPIServer(apiPod, manifests.APIServer{AdvertiseAddress: req.GetAdvertiseAddress(), EtcdServers: req.GetEtcdServers(), ShutdownDelay: req.GetApiserverShutdownDelay().AsDuration()}); err != nil {
 		return nil, toStatus(err)
 	}
 	pods := []*manifests.Pod{etcdPod, apiPod}

@@ -81,7 +81,8 @@ func startMonitor(ctx context.Context, cfg *config.Cluster, targets []availabili
 }
 
 // stop ends the monitor, writes its report to
-// <stateDir>/availability/<operation>.json, prints a summary and returns
+// <stateDir>/availability/<operation>.json (<operation>.2.json for a
+// resume, and so on), prints a summary and returns
 // the report.
 func (om *operationMonitor) stop(cfg *config.Cluster, operation string, stderr io.Writer) availability.Report {
 	om.cancel()
@@ -90,7 +91,7 @@ func (om *operationMonitor) stop(cfg *config.Cluster, operation string, stderr i
 		om.server.Close()
 	}
 	r := om.Report()
-	path := filepath.Join(cfg.StateDir, "availability", operation+".json")
+	path := reportPath(filepath.Join(cfg.StateDir, "availability"), operation)
 	if err := writeJSON(path, r); err != nil {
 		fmt.Fprintf(stderr, "writing the availability report: %v\n", err)
 		path = ""
@@ -113,4 +114,17 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// reportPath is dir/<operation>.json, or the first free
+// dir/<operation>.<n>.json when an earlier run of the operation (before a
+// resume) wrote that.
+func reportPath(dir, operation string) string {
+	path := filepath.Join(dir, operation+".json")
+	for n := 2; ; n++ {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return path
+		}
+		path = filepath.Join(dir, fmt.Sprintf("%s.%d.json", operation, n))
+	}
 }

@@ -338,7 +338,7 @@ func printUpgrade(w io.Writer, g *globals, rec *engine.Record) error {
 		}
 		tw.Flush()
 		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "\nOLD NODE\tIMAGE\tNEW NODE\tRESULT\tDRAIN\tCREATE VM\tCATCH-UP\tAPISERVER\tTOTAL")
+		fmt.Fprintln(tw, "\nOLD NODE\tIMAGE\tNEW NODE\tRESULT\tDRAIN\tCREATE VM\tCATCH-UP\tAPISERVER\tVALIDATE\tSWITCH\tTOTAL")
 		for _, n := range state.Nodes {
 			result := "pending"
 			switch {
@@ -352,11 +352,18 @@ func printUpgrade(w io.Writer, g *globals, rec *engine.Record) error {
 				result = "in progress"
 			}
 			t := n.Timings
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%.1fs\t%.1fs\t%.1fs\t%.1fs\n", n.Old.Name, n.OldImage, n.New.Name, result, t.Drain, t.CreateVM, t.LearnerCatchUp, t.APIServerReady, t.Total)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%.1fs\t%.1fs\t%.1fs\t%.1fs\t%.1fs\t%.1fs\n", n.Old.Name, n.OldImage, orDash(n.New.Name), result, t.Drain, t.CreateVM, t.LearnerCatchUp, t.APIServerReady, t.Validate, t.Switch, t.Total)
 		}
 		tw.Flush()
 		if rec.Error != "" && rec.Phase != engine.PhaseSucceeded {
 			fmt.Fprintf(w, "error: %s\n", rec.Error)
 		}
 	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

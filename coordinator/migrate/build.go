@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
@@ -87,6 +89,17 @@ func (e *Env) deleteVMs(ctx context.Context, op *engine.Op[State]) error {
 	return nil
 }
 
+// The load balancers' health check of the gate.
+const (
+	lbCheckInterval      = time.Second
+	lbUnhealthyThreshold = 2
+)
+
+// APIServerShutdownDelay is the --shutdown-delay-duration of the HA
+// kube-apiservers: a stopping server keeps serving until the load balancers
+// have seen its /readyz (behind the gate) fail, plus a second.
+const APIServerShutdownDelay = lbUnhealthyThreshold*lbCheckInterval + time.Second
+
 func (e *Env) createLBs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	backends := instanceIDs(s.Nodes)
@@ -100,7 +113,7 @@ func (e *Env) createLBs(ctx context.Context, op *engine.Op[State]) error {
 			return e.Cloud.CreateLoadBalancer(ctx, sdk.CreateLoadBalancerRequest{
 				IdempotencyToken: op.Record.ID + "-lb-" + string(lb.scheme), Name: s.Cluster + "-" + string(lb.scheme),
 				Scheme: lb.scheme, AddressID: lb.address, ListenerPort: port, BackendPort: port, BackendInstanceIDs: backends,
-				HealthCheck: sdk.HealthCheck{Port: e.Config.Agent.GatePort, Path: "/gate", Interval: time.Second, HealthyThreshold: 2, UnhealthyThreshold: 2},
+				HealthCheck: sdk.HealthCheck{Port: e.Config.Agent.GatePort, Path: "/gate", Interval: lbCheckInterval, HealthyThreshold: 2, UnhealthyThreshold: lbUnhealthyThreshold},
 				Labels:      s.labels(op.Record.ID),
 			})
 		})
@@ -185,7 +198,8 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 			if _, err := c.RestoreSnapshot(ctx, &agentv1.RestoreSnapshotRequest{Header: header(op), SnapshotId: s.Snapshot.ID, Sha256: s.Snapshot.SHA256, Membership: m}); err != nil {
 				return fmt.Errorf("restore: %w", err)
 			}
-			if _, err := c.ReconfigureManifests(ctx, &agentv1.ReconfigureManifestsRequest{Header: header(op), AdvertiseAddress: n.PrivateIP, Membership: m, InitialClusterState: "new", EtcdServers: []string{"https://127.0.0.1:2379"}}); err != nil {
+			if _, err := c.ReconfigureManifests(ctx, &agentv1.ReconfigureManifestsRequest{Header: header(op), AdvertiseAddress: n.PrivateIP, Membership: m, InitialClusterState: "new", EtcdServers: []string{"https://127.0.0.1:2379"},
+				ApiserverShutdownDelay: durationpb.New(APIServerShutdownDelay)}); err != nil {
 				return fmt.Errorf("manifests: %w", err)
 			}
 			return nil

@@ -76,12 +76,14 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 					break
 				}
 			}
+			moveStart := time.Now().UTC()
 			if err := e.agentDo(ctx, nu.Old, "move etcd leader", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 				_, err := c.MoveEtcdLeader(ctx, &agentv1.MoveEtcdLeaderRequest{Header: header(op), TargetMemberId: ids[target.Name]})
 				return err
 			}); err != nil {
 				return err
 			}
+			s.LeaderMoves = append(s.LeaderMoves, moveStart)
 			op.Logf("etcd leadership moved from %s to %s", nu.Old.Name, target.Name)
 		}
 		if err := e.setGate(ctx, op, nu.Old, false); err != nil {
@@ -178,7 +180,8 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 			ClientUrls: []string{"https://" + net.JoinHostPort(nu.New.PrivateIP, "2379")}, InitialCluster: strings.Join(initial, ",")}
 		if err := e.agentDo(ctx, nu.New, "manifests", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.ReconfigureManifests(ctx, &agentv1.ReconfigureManifestsRequest{Header: header(op), AdvertiseAddress: nu.New.PrivateIP, Membership: m,
-				InitialClusterState: "existing", EtcdServers: []string{"https://127.0.0.1:2379"}, EmptyEtcdDataDir: true, KubernetesVersion: s.KubernetesVersion})
+				InitialClusterState: "existing", EtcdServers: []string{"https://127.0.0.1:2379"}, EmptyEtcdDataDir: true, KubernetesVersion: s.KubernetesVersion,
+				ApiserverShutdownDelay: durationpb.New(migrate.APIServerShutdownDelay)})
 			return err
 		}); err != nil {
 			return fmt.Errorf("manifests of %s: %w", nu.New.Name, err)
@@ -414,12 +417,14 @@ func (e *Env) switchNode(ctx context.Context, op *engine.Op[State], at int) erro
 	}
 	if st.GetLeaderId() == nu.OldMemberID {
 		// Removing the leader costs an election; hand it over first.
+		moveStart := time.Now().UTC()
 		if err := e.agentDo(ctx, voter, "move etcd leader", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.MoveEtcdLeader(ctx, &agentv1.MoveEtcdLeaderRequest{Header: header(op), TargetMemberId: nu.LearnerID})
 			return err
 		}); err != nil {
 			return err
 		}
+		s.LeaderMoves = append(s.LeaderMoves, moveStart)
 		op.Logf("etcd leadership moved from %s to %s", nu.Old.Name, nu.New.Name)
 	}
 	if err := e.agentDo(ctx, voter, "remove etcd member", func(ctx context.Context, c agentv1.AgentServiceClient) error {

@@ -114,7 +114,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	})
 	s.Nodes = nil
 	for _, n := range nodes {
-		nu := NodeUpgrade{Old: n, OldImage: images[n.InstanceID], OldMemberID: ids[n.Name], Skipped: images[n.InstanceID] == s.Image}
+		nu := NodeUpgrade{Old: n, OldImage: images[n.InstanceID], OldMemberID: ids[n.Name], Leader: ids[n.Name] == leader, Skipped: images[n.InstanceID] == s.Image}
 		s.Nodes = append(s.Nodes, nu)
 		role := "follower"
 		if ids[n.Name] == leader {

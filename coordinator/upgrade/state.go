@@ -16,6 +16,8 @@ type NodeUpgrade struct {
 	Old         migrate.Node `json:"old"`
 	OldImage    string       `json:"oldImage"`
 	OldMemberID uint64       `json:"oldMemberID,string"`
+	// Leader: the old node's member led etcd at preflight.
+	Leader bool `json:"leader,omitempty"`
 	// Skipped: the node already ran the target image at preflight.
 	Skipped bool `json:"skipped,omitempty"`
 	// Drained: the old node's gate is closed and both load balancers
@@ -67,6 +69,11 @@ type State struct {
 	// Nodes in upgrade order: followers first, the etcd leader last.
 	Nodes     []NodeUpgrade `json:"nodes"`
 	StartedAt *time.Time    `json:"startedAt,omitempty"`
+	// LeaderMoves are when etcd leadership was handed over: etcd drops the
+	// proposals in flight at that moment (kube-apiserver answers those
+	// writes with 500 "raft proposal dropped"), the one disruption a
+	// node replacement cannot avoid.
+	LeaderMoves []time.Time `json:"leaderMoves,omitempty"`
 }
 
 func (s *State) labels(op string) map[string]string {

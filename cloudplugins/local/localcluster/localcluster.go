@@ -176,7 +176,8 @@ func ImageName(version string) string { return "control-plane-" + manifests.Imag
 func writeImageFor(cloud *local.Cloud, opts Options, version string, binaries map[string]string) (string, error) {
 	name := ImageName(version)
 	dir := filepath.Join(cloud.StateDir(), "images")
-	binariesFile := filepath.Join(dir, name+".binaries.json")
+	// Not next to the image: the cloud offers every <name>.json there.
+	binariesFile := filepath.Join(dir, "binaries", name+".json")
 	if err := writeJSON(binariesFile, binaries); err != nil {
 		return "", err
 	}

@@ -2808,8 +2808,15 @@ type ReconfigureManifestsRequest struct {
 	// kube-controller-manager and kube-scheduler to this version ("+" becomes
 	// "_", as Kubernetes release images are tagged); etcd keeps its image.
 	KubernetesVersion string `protobuf:"bytes,7,opt,name=kubernetes_version,json=kubernetesVersion,proto3" json:"kubernetes_version,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// apiserver_shutdown_delay, when set, makes kube-apiserver shut down as a
+	// load-balanced server should: --shutdown-delay-duration to it (the
+	// server keeps serving while its /readyz fails, so the load balancers
+	// stop sending it new connections) and --shutdown-send-retry-after=false
+	// (then it sends GOAWAY on every connection and finishes what is in
+	// flight, instead of answering 429 with "Retry-After: 5").
+	ApiserverShutdownDelay *durationpb.Duration `protobuf:"bytes,8,opt,name=apiserver_shutdown_delay,json=apiserverShutdownDelay,proto3" json:"apiserver_shutdown_delay,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *ReconfigureManifestsRequest) Reset() {
@@ -2889,6 +2896,13 @@ func (x *ReconfigureManifestsRequest) GetKubernetesVersion() string {
 		return x.KubernetesVersion
 	}
 	return ""
+}
+
+func (x *ReconfigureManifestsRequest) GetApiserverShutdownDelay() *durationpb.Duration {
+	if x != nil {
+		return x.ApiserverShutdownDelay
+	}
+	return nil
 }
 
 type ReconfigureManifestsResponse struct {
@@ -3340,7 +3354,7 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\fip_addresses\x18\x04 \x03(\tR\vipAddresses\x12\x1b\n" +
 	"\tdns_names\x18\x05 \x03(\tR\bdnsNames\"f\n" +
 	"\x1dIssueNodeCertificatesResponse\x12E\n" +
-	"\fcertificates\x18\x01 \x03(\v2!.triad.agent.v1.IssuedCertificateR\fcertificates\"\xf6\x02\n" +
+	"\fcertificates\x18\x01 \x03(\v2!.triad.agent.v1.IssuedCertificateR\fcertificates\"\xcb\x03\n" +
 	"\x1bReconfigureManifestsRequest\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.triad.agent.v1.RequestHeaderR\x06header\x12+\n" +
 	"\x11advertise_address\x18\x02 \x01(\tR\x10advertiseAddress\x12>\n" +
@@ -3350,7 +3364,8 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\x15initial_cluster_state\x18\x04 \x01(\tR\x13initialClusterState\x12!\n" +
 	"\fetcd_servers\x18\x05 \x03(\tR\vetcdServers\x12-\n" +
 	"\x13empty_etcd_data_dir\x18\x06 \x01(\bR\x10emptyEtcdDataDir\x12-\n" +
-	"\x12kubernetes_version\x18\a \x01(\tR\x11kubernetesVersion\"x\n" +
+	"\x12kubernetes_version\x18\a \x01(\tR\x11kubernetesVersion\x12S\n" +
+	"\x18apiserver_shutdown_delay\x18\b \x01(\v2\x19.google.protobuf.DurationR\x16apiserverShutdownDelay\"x\n" +
 	"\x1cReconfigureManifestsResponse\x12#\n" +
 	"\rchanged_files\x18\x01 \x03(\tR\fchangedFiles\x123\n" +
 	"\x16previous_etcd_data_dir\x18\x02 \x01(\tR\x13previousEtcdDataDir\"\x10\n" +
@@ -3500,53 +3515,54 @@ var file_triad_agent_v1_agent_proto_depIdxs = []int32{
 	41, // 35: triad.agent.v1.IssueNodeCertificatesResponse.certificates:type_name -> triad.agent.v1.IssuedCertificate
 	1,  // 36: triad.agent.v1.ReconfigureManifestsRequest.header:type_name -> triad.agent.v1.RequestHeader
 	27, // 37: triad.agent.v1.ReconfigureManifestsRequest.membership:type_name -> triad.agent.v1.EtcdMembership
-	50, // 38: triad.agent.v1.GetGateResponse.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 39: triad.agent.v1.SetGateRequest.header:type_name -> triad.agent.v1.RequestHeader
-	2,  // 40: triad.agent.v1.AgentService.GetInfo:input_type -> triad.agent.v1.GetInfoRequest
-	4,  // 41: triad.agent.v1.AgentService.GetHealth:input_type -> triad.agent.v1.GetHealthRequest
-	6,  // 42: triad.agent.v1.AgentService.WatchHealth:input_type -> triad.agent.v1.WatchHealthRequest
-	10, // 43: triad.agent.v1.AgentService.ListStaticPods:input_type -> triad.agent.v1.ListStaticPodsRequest
-	12, // 44: triad.agent.v1.AgentService.StopStaticPods:input_type -> triad.agent.v1.StopStaticPodsRequest
-	14, // 45: triad.agent.v1.AgentService.StartStaticPods:input_type -> triad.agent.v1.StartStaticPodsRequest
-	16, // 46: triad.agent.v1.AgentService.HoldStaticPods:input_type -> triad.agent.v1.HoldStaticPodsRequest
-	18, // 47: triad.agent.v1.AgentService.GetEtcdStatus:input_type -> triad.agent.v1.GetEtcdStatusRequest
-	21, // 48: triad.agent.v1.AgentService.TakeSnapshot:input_type -> triad.agent.v1.TakeSnapshotRequest
-	25, // 49: triad.agent.v1.AgentService.UploadSnapshot:input_type -> triad.agent.v1.UploadSnapshotRequest
-	28, // 50: triad.agent.v1.AgentService.RestoreSnapshot:input_type -> triad.agent.v1.RestoreSnapshotRequest
-	30, // 51: triad.agent.v1.AgentService.CommitRestore:input_type -> triad.agent.v1.CommitRestoreRequest
-	32, // 52: triad.agent.v1.AgentService.AddEtcdMember:input_type -> triad.agent.v1.AddEtcdMemberRequest
-	34, // 53: triad.agent.v1.AgentService.PromoteEtcdMember:input_type -> triad.agent.v1.PromoteEtcdMemberRequest
-	36, // 54: triad.agent.v1.AgentService.RemoveEtcdMember:input_type -> triad.agent.v1.RemoveEtcdMemberRequest
-	38, // 55: triad.agent.v1.AgentService.MoveEtcdLeader:input_type -> triad.agent.v1.MoveEtcdLeaderRequest
-	40, // 56: triad.agent.v1.AgentService.IssueNodeCertificates:input_type -> triad.agent.v1.IssueNodeCertificatesRequest
-	43, // 57: triad.agent.v1.AgentService.ReconfigureManifests:input_type -> triad.agent.v1.ReconfigureManifestsRequest
-	45, // 58: triad.agent.v1.AgentService.GetGate:input_type -> triad.agent.v1.GetGateRequest
-	47, // 59: triad.agent.v1.AgentService.SetGate:input_type -> triad.agent.v1.SetGateRequest
-	3,  // 60: triad.agent.v1.AgentService.GetInfo:output_type -> triad.agent.v1.GetInfoResponse
-	5,  // 61: triad.agent.v1.AgentService.GetHealth:output_type -> triad.agent.v1.GetHealthResponse
-	7,  // 62: triad.agent.v1.AgentService.WatchHealth:output_type -> triad.agent.v1.WatchHealthResponse
-	11, // 63: triad.agent.v1.AgentService.ListStaticPods:output_type -> triad.agent.v1.ListStaticPodsResponse
-	13, // 64: triad.agent.v1.AgentService.StopStaticPods:output_type -> triad.agent.v1.StopStaticPodsResponse
-	15, // 65: triad.agent.v1.AgentService.StartStaticPods:output_type -> triad.agent.v1.StartStaticPodsResponse
-	17, // 66: triad.agent.v1.AgentService.HoldStaticPods:output_type -> triad.agent.v1.HoldStaticPodsResponse
-	20, // 67: triad.agent.v1.AgentService.GetEtcdStatus:output_type -> triad.agent.v1.GetEtcdStatusResponse
-	23, // 68: triad.agent.v1.AgentService.TakeSnapshot:output_type -> triad.agent.v1.TakeSnapshotResponse
-	26, // 69: triad.agent.v1.AgentService.UploadSnapshot:output_type -> triad.agent.v1.UploadSnapshotResponse
-	29, // 70: triad.agent.v1.AgentService.RestoreSnapshot:output_type -> triad.agent.v1.RestoreSnapshotResponse
-	31, // 71: triad.agent.v1.AgentService.CommitRestore:output_type -> triad.agent.v1.CommitRestoreResponse
-	33, // 72: triad.agent.v1.AgentService.AddEtcdMember:output_type -> triad.agent.v1.AddEtcdMemberResponse
-	35, // 73: triad.agent.v1.AgentService.PromoteEtcdMember:output_type -> triad.agent.v1.PromoteEtcdMemberResponse
-	37, // 74: triad.agent.v1.AgentService.RemoveEtcdMember:output_type -> triad.agent.v1.RemoveEtcdMemberResponse
-	39, // 75: triad.agent.v1.AgentService.MoveEtcdLeader:output_type -> triad.agent.v1.MoveEtcdLeaderResponse
-	42, // 76: triad.agent.v1.AgentService.IssueNodeCertificates:output_type -> triad.agent.v1.IssueNodeCertificatesResponse
-	44, // 77: triad.agent.v1.AgentService.ReconfigureManifests:output_type -> triad.agent.v1.ReconfigureManifestsResponse
-	46, // 78: triad.agent.v1.AgentService.GetGate:output_type -> triad.agent.v1.GetGateResponse
-	48, // 79: triad.agent.v1.AgentService.SetGate:output_type -> triad.agent.v1.SetGateResponse
-	60, // [60:80] is the sub-list for method output_type
-	40, // [40:60] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	49, // 38: triad.agent.v1.ReconfigureManifestsRequest.apiserver_shutdown_delay:type_name -> google.protobuf.Duration
+	50, // 39: triad.agent.v1.GetGateResponse.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 40: triad.agent.v1.SetGateRequest.header:type_name -> triad.agent.v1.RequestHeader
+	2,  // 41: triad.agent.v1.AgentService.GetInfo:input_type -> triad.agent.v1.GetInfoRequest
+	4,  // 42: triad.agent.v1.AgentService.GetHealth:input_type -> triad.agent.v1.GetHealthRequest
+	6,  // 43: triad.agent.v1.AgentService.WatchHealth:input_type -> triad.agent.v1.WatchHealthRequest
+	10, // 44: triad.agent.v1.AgentService.ListStaticPods:input_type -> triad.agent.v1.ListStaticPodsRequest
+	12, // 45: triad.agent.v1.AgentService.StopStaticPods:input_type -> triad.agent.v1.StopStaticPodsRequest
+	14, // 46: triad.agent.v1.AgentService.StartStaticPods:input_type -> triad.agent.v1.StartStaticPodsRequest
+	16, // 47: triad.agent.v1.AgentService.HoldStaticPods:input_type -> triad.agent.v1.HoldStaticPodsRequest
+	18, // 48: triad.agent.v1.AgentService.GetEtcdStatus:input_type -> triad.agent.v1.GetEtcdStatusRequest
+	21, // 49: triad.agent.v1.AgentService.TakeSnapshot:input_type -> triad.agent.v1.TakeSnapshotRequest
+	25, // 50: triad.agent.v1.AgentService.UploadSnapshot:input_type -> triad.agent.v1.UploadSnapshotRequest
+	28, // 51: triad.agent.v1.AgentService.RestoreSnapshot:input_type -> triad.agent.v1.RestoreSnapshotRequest
+	30, // 52: triad.agent.v1.AgentService.CommitRestore:input_type -> triad.agent.v1.CommitRestoreRequest
+	32, // 53: triad.agent.v1.AgentService.AddEtcdMember:input_type -> triad.agent.v1.AddEtcdMemberRequest
+	34, // 54: triad.agent.v1.AgentService.PromoteEtcdMember:input_type -> triad.agent.v1.PromoteEtcdMemberRequest
+	36, // 55: triad.agent.v1.AgentService.RemoveEtcdMember:input_type -> triad.agent.v1.RemoveEtcdMemberRequest
+	38, // 56: triad.agent.v1.AgentService.MoveEtcdLeader:input_type -> triad.agent.v1.MoveEtcdLeaderRequest
+	40, // 57: triad.agent.v1.AgentService.IssueNodeCertificates:input_type -> triad.agent.v1.IssueNodeCertificatesRequest
+	43, // 58: triad.agent.v1.AgentService.ReconfigureManifests:input_type -> triad.agent.v1.ReconfigureManifestsRequest
+	45, // 59: triad.agent.v1.AgentService.GetGate:input_type -> triad.agent.v1.GetGateRequest
+	47, // 60: triad.agent.v1.AgentService.SetGate:input_type -> triad.agent.v1.SetGateRequest
+	3,  // 61: triad.agent.v1.AgentService.GetInfo:output_type -> triad.agent.v1.GetInfoResponse
+	5,  // 62: triad.agent.v1.AgentService.GetHealth:output_type -> triad.agent.v1.GetHealthResponse
+	7,  // 63: triad.agent.v1.AgentService.WatchHealth:output_type -> triad.agent.v1.WatchHealthResponse
+	11, // 64: triad.agent.v1.AgentService.ListStaticPods:output_type -> triad.agent.v1.ListStaticPodsResponse
+	13, // 65: triad.agent.v1.AgentService.StopStaticPods:output_type -> triad.agent.v1.StopStaticPodsResponse
+	15, // 66: triad.agent.v1.AgentService.StartStaticPods:output_type -> triad.agent.v1.StartStaticPodsResponse
+	17, // 67: triad.agent.v1.AgentService.HoldStaticPods:output_type -> triad.agent.v1.HoldStaticPodsResponse
+	20, // 68: triad.agent.v1.AgentService.GetEtcdStatus:output_type -> triad.agent.v1.GetEtcdStatusResponse
+	23, // 69: triad.agent.v1.AgentService.TakeSnapshot:output_type -> triad.agent.v1.TakeSnapshotResponse
+	26, // 70: triad.agent.v1.AgentService.UploadSnapshot:output_type -> triad.agent.v1.UploadSnapshotResponse
+	29, // 71: triad.agent.v1.AgentService.RestoreSnapshot:output_type -> triad.agent.v1.RestoreSnapshotResponse
+	31, // 72: triad.agent.v1.AgentService.CommitRestore:output_type -> triad.agent.v1.CommitRestoreResponse
+	33, // 73: triad.agent.v1.AgentService.AddEtcdMember:output_type -> triad.agent.v1.AddEtcdMemberResponse
+	35, // 74: triad.agent.v1.AgentService.PromoteEtcdMember:output_type -> triad.agent.v1.PromoteEtcdMemberResponse
+	37, // 75: triad.agent.v1.AgentService.RemoveEtcdMember:output_type -> triad.agent.v1.RemoveEtcdMemberResponse
+	39, // 76: triad.agent.v1.AgentService.MoveEtcdLeader:output_type -> triad.agent.v1.MoveEtcdLeaderResponse
+	42, // 77: triad.agent.v1.AgentService.IssueNodeCertificates:output_type -> triad.agent.v1.IssueNodeCertificatesResponse
+	44, // 78: triad.agent.v1.AgentService.ReconfigureManifests:output_type -> triad.agent.v1.ReconfigureManifestsResponse
+	46, // 79: triad.agent.v1.AgentService.GetGate:output_type -> triad.agent.v1.GetGateResponse
+	48, // 80: triad.agent.v1.AgentService.SetGate:output_type -> triad.agent.v1.SetGateResponse
+	61, // [61:81] is the sub-list for method output_type
+	41, // [41:61] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_triad_agent_v1_agent_proto_init() }
