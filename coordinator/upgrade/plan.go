@@ -60,7 +60,9 @@ func Plan(e *Env) engine.Plan[State] {
 				Undo:        func(ctx context.Context, op *engine.Op[State]) error { return e.unjoin(ctx, op, at) }},
 			engine.Step[State]{Name: StepPromote(i),
 				Summary: "promote the learner once it has caught up; start kube-apiserver, kube-controller-manager and kube-scheduler on the new node; validate it directly (readyz, etcd health, a write and a read through it)",
-				Touches: func(s *State) []string { return []string{"etcd membership (learner → voter)", "static pods of the new node", "ConfigMap kube-system/" + ProbeConfigMap} },
+				Touches: func(s *State) []string {
+					return []string{"etcd membership (learner → voter)", "static pods of the new node", "ConfigMap kube-system/" + ProbeConfigMap}
+				},
 				UndoSummary: "nothing (the member and VM go with the join's undo)",
 				Do:          func(ctx context.Context, op *engine.Op[State]) error { return e.promote(ctx, op, at) }},
 			engine.Step[State]{Name: StepSwitch(i),
