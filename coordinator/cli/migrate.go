@@ -22,6 +22,7 @@ import (
 
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/migrate"
@@ -132,27 +133,7 @@ the end and the timeline written to <stateDir>/availability/<operation>.json;
 	}
 	run.Flags().StringVar(&f.until, "until", "", "stop after this step (phase paused); continue with resume or undo with rollback")
 	resume.Flags().StringVar(&f.until, "until", "", "stop after this step (phase paused)")
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show the cluster's latest migration (or --operation) from the journal",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(f.configPath)
-			if err != nil {
-				return err
-			}
-			j, err := engine.OpenJournal(cfg.StateDir, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			defer j.Close()
-			rec, err := f.record(j, cfg)
-			if err != nil {
-				return err
-			}
-			return printRecord(cmd.OutOrStdout(), g, rec)
-		},
-	}
+	status := statusCommand(g, "migration", &f.configPath, f.record, printRecord)
 	for _, c := range []*cobra.Command{resume, rollback, status} {
 		c.Flags().StringVar(&f.operation, "operation", "", "operation id (default: the cluster's latest)")
 	}
@@ -161,17 +142,49 @@ the end and the timeline written to <stateDir>/availability/<operation>.json;
 }
 
 func (f *migrateFlags) record(j *engine.Journal, cfg *config.Cluster) (*engine.Record, error) {
-	if f.operation != "" {
-		return j.Get(f.operation)
+	return latest(j, cfg, f.operation, migrate.Kind)
+}
+
+// latest is operation from the journal, or the cluster's latest operation,
+// which must be of kind.
+func latest(j *engine.Journal, cfg *config.Cluster, operation, kind string) (*engine.Record, error) {
+	if operation != "" {
+		return j.Get(operation)
 	}
 	rec, err := j.Current(cfg.Name)
 	if errors.Is(err, engine.ErrNotFound) {
-		return nil, fmt.Errorf("no migration of cluster %s in %s", cfg.Name, cfg.StateDir)
+		return nil, fmt.Errorf("no %s of cluster %s in %s", kind, cfg.Name, cfg.StateDir)
 	}
-	if err == nil && rec.Kind != migrate.Kind {
+	if err == nil && rec.Kind != kind {
 		return nil, fmt.Errorf("the latest operation of cluster %s is %s %s (%s): see 'triad %s status'", cfg.Name, rec.Kind, rec.ID, rec.Phase, rec.Kind)
 	}
 	return rec, err
+}
+
+// statusCommand prints the cluster's latest operation (or --operation)
+// from the journal.
+func statusCommand(g *globals, what string, configPath *string, record func(*engine.Journal, *config.Cluster) (*engine.Record, error), print func(io.Writer, *globals, *engine.Record) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster's latest " + what + " (or --operation) from the journal",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(*configPath)
+			if err != nil {
+				return err
+			}
+			j, err := engine.OpenJournal(cfg.StateDir, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer j.Close()
+			rec, err := record(j, cfg)
+			if err != nil {
+				return err
+			}
+			return print(cmd.OutOrStdout(), g, rec)
+		},
+	}
 }
 
 // act runs, resumes or rolls back.
@@ -189,34 +202,15 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		return err
 	}
 	defer j.Close()
-	var rec *engine.Record
-	switch what {
-	case "run":
-		if cur, err := j.Current(cfg.Name); err == nil && !cur.Phase.Finished() {
-			return fmt.Errorf("cluster %s has an unfinished migration %s (%s): 'triad migrate resume' or 'triad migrate rollback' it first", cfg.Name, cur.ID, cur.Phase)
-		}
-	default:
-		if rec, err = f.record(j, cfg); err != nil {
-			return err
-		}
-		if rec.Phase.Finished() {
-			return fmt.Errorf("migration %s of cluster %s is already %s", rec.ID, cfg.Name, rec.Phase)
-		}
-	}
-	epoch, err := j.NextEpoch(cfg.Name)
+	rec, epoch, err := begin(j, cfg, what, migrate.Kind, f.record)
 	if err != nil {
 		return err
 	}
-
-	plugin, err := openCloud(ctx, cfg, stderr)
+	plugin, kube, err := connect(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer plugin.Close()
-	kube, err := kubeClient(cfg.Kubeconfig)
-	if err != nil {
-		return err
-	}
 	env := migrate.NewEnv(cfg, plugin, kube, etcdsnap.Store{Dir: filepath.Join(cfg.StateDir, "snapshots")}, f.opts)
 	defer env.Close()
 	start := time.Now()
@@ -236,29 +230,48 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		rec.Epoch = epoch
 		fmt.Fprintf(stderr, "%s of migration %s of cluster %s (was %s; epoch %d)\n", what, rec.ID, cfg.Name, rec.Phase, epoch)
 	}
-	mon, err := startMonitor(ctx, cfg, migrationTargets(cfg, state), f.metricsAddr, stderr)
-	if err != nil {
-		return err
-	}
-	progress := runner.Progress
-	runner.Progress = func(e engine.Event) {
-		progress(e)
-		// Between steps: the state is the engine's to read.
-		mon.SetTargets(migrationTargets(cfg, state))
-	}
-	switch what {
-	case "rollback":
-		err = runner.Rollback(ctx, rec, state)
-	case "resume":
-		err = runner.Resume(ctx, rec, state)
-	default:
-		err = runner.Forward(ctx, rec, state)
-	}
-	mon.stop(cfg, rec.ID, stderr)
+	err = drive(ctx, cfg, runner, rec, state, what, func() []availability.Target { return migrationTargets(cfg, state) }, f.metricsAddr, stderr)
 	if perr := printRecord(cmd.OutOrStdout(), g, rec); perr != nil && err == nil {
 		err = perr
 	}
 	return err
+}
+
+// begin checks the journal before an operation acts: run needs the
+// cluster to have no unfinished operation; resume and rollback need its
+// unfinished operation of kind, which is returned. Either way a new
+// fencing epoch is handed out.
+func begin(j *engine.Journal, cfg *config.Cluster, what, kind string, record func(*engine.Journal, *config.Cluster) (*engine.Record, error)) (*engine.Record, uint64, error) {
+	var rec *engine.Record
+	if what == "run" {
+		if cur, err := j.Current(cfg.Name); err == nil && !cur.Phase.Finished() {
+			return nil, 0, fmt.Errorf("cluster %s has an unfinished %s %s (%s): 'triad %s resume' or 'triad %s rollback' it first", cfg.Name, cur.Kind, cur.ID, cur.Phase, cur.Kind, cur.Kind)
+		}
+	} else {
+		var err error
+		if rec, err = record(j, cfg); err != nil {
+			return nil, 0, err
+		}
+		if rec.Phase.Finished() {
+			return nil, 0, fmt.Errorf("%s %s of cluster %s is already %s", kind, rec.ID, cfg.Name, rec.Phase)
+		}
+	}
+	epoch, err := j.NextEpoch(cfg.Name)
+	return rec, epoch, err
+}
+
+// connect starts the cloud plugin and a Kubernetes client.
+func connect(ctx context.Context, cfg *config.Cluster, stderr io.Writer) (*sdk.Plugin, kubernetes.Interface, error) {
+	plugin, err := openCloud(ctx, cfg, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	kube, err := kubeClient(cfg.Kubeconfig)
+	if err != nil {
+		plugin.Close()
+		return nil, nil, err
+	}
+	return plugin, kube, nil
 }
 
 // openCloud starts the cluster's cloud plugin; TRIAD_PLUGIN_LOG=1 shows

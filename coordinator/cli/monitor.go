@@ -16,6 +16,7 @@ import (
 
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/migrate"
 )
 
@@ -127,4 +128,29 @@ func reportPath(dir, operation string) string {
 		}
 		path = filepath.Join(dir, fmt.Sprintf("%s.%d.json", operation, n))
 	}
+}
+
+// drive runs, resumes or rolls back an operation under an availability
+// monitor whose targets follow the operation's state.
+func drive[S any](ctx context.Context, cfg *config.Cluster, runner *engine.Runner[S], rec *engine.Record, state *S, what string, targets func() []availability.Target, metricsAddr string, stderr io.Writer) error {
+	mon, err := startMonitor(ctx, cfg, targets(), metricsAddr, stderr)
+	if err != nil {
+		return err
+	}
+	progress := runner.Progress
+	runner.Progress = func(e engine.Event) {
+		progress(e)
+		// Between steps: the state is the engine's to read.
+		mon.SetTargets(targets())
+	}
+	switch what {
+	case "rollback":
+		err = runner.Rollback(ctx, rec, state)
+	case "resume":
+		err = runner.Resume(ctx, rec, state)
+	default:
+		err = runner.Forward(ctx, rec, state)
+	}
+	mon.stop(cfg, rec.ID, stderr)
+	return err
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -143,27 +142,7 @@ its report goes to <stateDir>/availability/<operation>.json.`,
 	target(verbs["run"])
 	verbs["run"].Flags().StringVar(&f.until, "until", "", "stop after this step (phase paused); continue with resume or undo with rollback")
 	verbs["resume"].Flags().StringVar(&f.until, "until", "", "stop after this step (phase paused)")
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show the cluster's latest upgrade (or --operation) from the journal",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(f.configPath)
-			if err != nil {
-				return err
-			}
-			j, err := engine.OpenJournal(cfg.StateDir, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			defer j.Close()
-			rec, err := f.record(j, cfg)
-			if err != nil {
-				return err
-			}
-			return printUpgrade(cmd.OutOrStdout(), g, rec)
-		},
-	}
+	status := statusCommand(g, "upgrade", &f.configPath, f.record, printUpgrade)
 	for _, c := range []*cobra.Command{verbs["resume"], verbs["rollback"], status} {
 		c.Flags().StringVar(&f.operation, "operation", "", "operation id (default: the cluster's latest)")
 	}
@@ -201,14 +180,7 @@ func (f *upgradeFlags) newState() (*config.Cluster, *upgrade.State, error) {
 }
 
 func (f *upgradeFlags) record(j *engine.Journal, cfg *config.Cluster) (*engine.Record, error) {
-	if f.operation != "" {
-		return j.Get(f.operation)
-	}
-	rec, err := j.Current(cfg.Name)
-	if errors.Is(err, engine.ErrNotFound) || (err == nil && rec.Kind != upgrade.Kind) {
-		return nil, fmt.Errorf("no upgrade of cluster %s in %s is the latest operation", cfg.Name, cfg.StateDir)
-	}
-	return rec, err
+	return latest(j, cfg, f.operation, upgrade.Kind)
 }
 
 func (f *upgradeFlags) act(cmd *cobra.Command, g *globals, what string) error {
@@ -230,35 +202,20 @@ func (f *upgradeFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		return err
 	}
 	defer j.Close()
-	var rec *engine.Record
-	if what == "run" {
-		if cur, err := j.Current(cfg.Name); err == nil && !cur.Phase.Finished() {
-			return fmt.Errorf("cluster %s has an unfinished %s %s (%s): 'triad %s resume' or 'triad %s rollback' it first", cfg.Name, cur.Kind, cur.ID, cur.Phase, cur.Kind, cur.Kind)
-		}
-	} else {
-		if rec, err = f.record(j, cfg); err != nil {
-			return err
-		}
-		if rec.Phase.Finished() {
-			return fmt.Errorf("upgrade %s of cluster %s is already %s", rec.ID, cfg.Name, rec.Phase)
-		}
+	rec, epoch, err := begin(j, cfg, what, upgrade.Kind, f.record)
+	if err != nil {
+		return err
+	}
+	if rec != nil {
 		if state, err = engine.LoadState[upgrade.State](rec); err != nil {
 			return err
 		}
 	}
-	epoch, err := j.NextEpoch(cfg.Name)
-	if err != nil {
-		return err
-	}
-	plugin, err := openCloud(ctx, cfg, stderr)
+	plugin, kube, err := connect(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer plugin.Close()
-	kube, err := kubeClient(cfg.Kubeconfig)
-	if err != nil {
-		return err
-	}
 	env := upgrade.NewEnv(cfg, plugin, kube, f.opts)
 	defer env.Close()
 	start := time.Now()
@@ -272,24 +229,7 @@ func (f *upgradeFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		rec.Epoch = epoch
 		fmt.Fprintf(stderr, "%s of upgrade %s of cluster %s (was %s; epoch %d)\n", what, rec.ID, cfg.Name, rec.Phase, epoch)
 	}
-	mon, err := startMonitor(ctx, cfg, upgradeTargets(cfg, state), f.metricsAddr, stderr)
-	if err != nil {
-		return err
-	}
-	progress := runner.Progress
-	runner.Progress = func(e engine.Event) {
-		progress(e)
-		mon.SetTargets(upgradeTargets(cfg, state))
-	}
-	switch what {
-	case "rollback":
-		err = runner.Rollback(ctx, rec, state)
-	case "resume":
-		err = runner.Resume(ctx, rec, state)
-	default:
-		err = runner.Forward(ctx, rec, state)
-	}
-	mon.stop(cfg, rec.ID, stderr)
+	err = drive(ctx, cfg, runner, rec, state, what, func() []availability.Target { return upgradeTargets(cfg, state) }, f.metricsAddr, stderr)
 	if perr := printUpgrade(cmd.OutOrStdout(), g, rec); perr != nil && err == nil {
 		err = perr
 	}
