@@ -103,5 +103,5 @@ bench: build k8s-binaries ## Benchmarks, with ratios against baselines measured 
 	TRIAD_K8S_BIN=$(K8S_BIN) ./hack/bench.sh
 
 .PHONY: demo
-demo: build k8s-binaries ## Run the main job on the local cloud (today: PKI, agent, a single-node control plane; see README).
+demo: build k8s-binaries ## Run the main job on the local cloud: a single-node cluster migrated live to three nodes, then upgraded node by node.
 	K8S_BIN=$(K8S_BIN) ./hack/demo.sh

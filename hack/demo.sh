@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make demo — the main job on the local cloud, as far as it is built today:
+# make demo — the main job on the local cloud:
 #   1. triad's PKI and an agent over mutual TLS (roles, fencing);
 #   2. a single-node Kubernetes control plane in a local-cloud VM, from
-#      binaries built from pinned sources, checked through its triad-agent.
-# The migration to three nodes is not built yet (see README, "Status").
+#      binaries built from pinned sources, checked through its triad-agent;
+#   3. its migration to three nodes behind load balancers, then a rolling
+#      upgrade of the three nodes to the local cloud's second image.
 # Set DEMO_KEEP=1 to leave the local cluster running ('triad local down'
 # removes it).
 set -euo pipefail
@@ -91,6 +92,14 @@ echo "(took $((SECONDS - s))s)"
 step "10. the same clients, the same addresses: nodes Ready, the same pods; triad status from the agents"
 kubectl get nodes
 kubectl get pods -o wide
+triad status -f "$work/cluster.yaml"
+
+next=$(cat "$K8S_BIN/next/version")
+image=control-plane-${next//+/_}
+step "11. day 2: a rolling upgrade to image $image (Kubernetes $next), one node at a time"
+s=$SECONDS
+triad upgrade run -f "$work/cluster.yaml" --image "$image" --kubernetes-version "$next"
+echo "(took $((SECONDS - s))s)"
 triad status -f "$work/cluster.yaml"
 
 if [ -n "${DEMO_KEEP:-}" ]; then
