@@ -196,6 +196,9 @@ func RewriteAPIServer(p *Pod, a APIServer) error {
 	if a.ShutdownDelay > 0 {
 		p.SetFlag("shutdown-delay-duration", a.ShutdownDelay.String())
 		p.SetFlag("shutdown-send-retry-after", "false")
+		// Without it, open watches keep the stopping server from exiting
+		// until its kubelet kills it 30 s later.
+		p.SetFlag("shutdown-watch-termination-grace-period", a.ShutdownDelay.String())
 	}
 	old, _ := p.Flag("advertise-address")
 	p.SetFlag("advertise-address", a.AdvertiseAddress)

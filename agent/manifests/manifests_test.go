@@ -245,7 +245,7 @@ func TestShutdownDelayMakesKubeAPIServerShutDownBehindALoadBalancer(t *testing.T
 	if err := manifests.RewriteAPIServer(p, manifests.APIServer{AdvertiseAddress: "10.0.0.11", EtcdServers: []string{"https://127.0.0.1:2379"}, ShutdownDelay: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	for flag, want := range map[string]string{"shutdown-delay-duration": "3s", "shutdown-send-retry-after": "false"} {
+	for flag, want := range map[string]string{"shutdown-delay-duration": "3s", "shutdown-send-retry-after": "false", "shutdown-watch-termination-grace-period": "3s"} {
 		if got, ok := p.Flag(flag); !ok || got != want {
 			t.Errorf("--%s=%q (set %v), want %q", flag, got, ok, want)
 		}

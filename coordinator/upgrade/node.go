@@ -61,6 +61,9 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 	if nu.Skipped || nu.Switched {
 		return nil
 	}
+	if nu.StartedAt == nil {
+		nu.StartedAt = now()
+	}
 	if !nu.Drained {
 		start := time.Now()
 		ids, leader, err := e.clusterHealthy(ctx, s.serving())
@@ -249,7 +252,7 @@ func (e *Env) unjoin(ctx context.Context, op *engine.Op[State], at int) error {
 		}
 		op.Logf("instance %s (%s) deleted", id, name)
 	}
-	nu.New, nu.LearnerID, nu.Promoted, nu.Validated = migrate.Node{}, 0, false, false
+	nu.New, nu.LearnerID, nu.Promoted, nu.Validated, nu.StartedAt = migrate.Node{}, 0, false, false, nil
 	if err := op.Save(); err != nil {
 		return err
 	}
@@ -450,7 +453,7 @@ func (e *Env) switchNode(ctx context.Context, op *engine.Op[State], at int) erro
 	}
 	nu.Done = true
 	nu.Timings.Switch = since(start)
-	nu.Timings.Total = nu.Timings.Drain + nu.Timings.CreateVM + nu.Timings.LearnerCatchUp + nu.Timings.APIServerReady + nu.Timings.Validate + nu.Timings.Switch
+	nu.Timings.Total = since(*nu.StartedAt)
 	op.Logf("%s replaced by %s (instance %s deleted)", nu.Old.Name, nu.New.Name, nu.Old.InstanceID)
 	return op.Save()
 }

@@ -34,8 +34,10 @@ type NodeUpgrade struct {
 	// the new one instead.
 	Switched bool `json:"switched,omitempty"`
 	Done     bool `json:"done,omitempty"`
-	// Timings of the parts, for the report and make bench.
-	Timings Timings `json:"timings"`
+	// StartedAt is when the node's join began; Timings the parts, for
+	// the report and make bench.
+	StartedAt *time.Time `json:"startedAt,omitempty"`
+	Timings   Timings    `json:"timings"`
 }
 
 // Timings are the seconds each part of a node's replacement took.
@@ -46,7 +48,9 @@ type Timings struct {
 	APIServerReady float64 `json:"apiserverReadySeconds,omitempty"`
 	Validate       float64 `json:"validateSeconds,omitempty"`
 	Switch         float64 `json:"switchSeconds,omitempty"`
-	Total          float64 `json:"totalSeconds,omitempty"`
+	// Total is the node's wall-clock time, join to switched, parts and
+	// the steps between them (certificates, etcd start, controllers).
+	Total float64 `json:"totalSeconds,omitempty"`
 }
 
 // State is an upgrade's journaled state.
