@@ -32,9 +32,10 @@ type Options struct {
 	// CatchUpTimeout bounds the wait for a learner to catch up with the
 	// leader; default 10m.
 	CatchUpTimeout time.Duration
-	// DrainDelay is how long a drained node keeps serving the
-	// connections it has after the load balancers stop sending it new
-	// ones, before its kube-apiserver is stopped; default 2s.
+	// DrainDelay is the extra wait once both load balancers report the
+	// drained node unhealthy, for connections they were opening to it;
+	// default 2s. Its open connections move at its kube-apiserver's
+	// graceful shutdown (GOAWAY), in the switch.
 	DrainDelay time.Duration
 }
 
