@@ -51,6 +51,13 @@ func (e *Env) voter(ctx context.Context, s *State, skip ...string) (migrate.Node
 	return migrate.Node{}, nil, fmt.Errorf("no healthy etcd voter to change membership through: %w", errors.Join(errs...))
 }
 
+// runsEtcd tells whether the etcd static pod runs.
+func runsEtcd(pods *agentv1.ListStaticPodsResponse) bool {
+	return slices.ContainsFunc(pods.GetPods(), func(p *agentv1.StaticPod) bool {
+		return p.GetName() == "etcd" && p.GetState() == agentv1.StaticPodState_STATIC_POD_STATE_RUNNING
+	})
+}
+
 func since(t time.Time) float64 { return time.Since(t).Round(100 * time.Millisecond).Seconds() }
 
 // join drains the old node and brings up its replacement as an etcd
@@ -138,9 +145,7 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		if err != nil {
 			return err
 		}
-		etcdRunning = slices.ContainsFunc(pods.GetPods(), func(p *agentv1.StaticPod) bool {
-			return p.GetName() == "etcd" && p.GetState() == agentv1.StaticPodState_STATIC_POD_STATE_RUNNING
-		})
+		etcdRunning = runsEtcd(pods)
 		_, err = c.IssueNodeCertificates(ctx, &agentv1.IssueNodeCertificatesRequest{Header: header(op), NodeName: nu.New.Name, IpAddresses: []string{nu.New.PrivateIP, s.PrivateIP, s.PublicIP}})
 		return err
 	}); err != nil {
@@ -284,9 +289,7 @@ func (e *Env) promote(ctx context.Context, op *engine.Op[State], at int) error {
 			if err != nil {
 				return err
 			}
-			if !slices.ContainsFunc(pods.GetPods(), func(p *agentv1.StaticPod) bool {
-				return p.GetName() == "etcd" && p.GetState() == agentv1.StaticPodState_STATIC_POD_STATE_RUNNING
-			}) {
+			if !runsEtcd(pods) {
 				return errors.New("etcd is not running")
 			}
 			return nil
