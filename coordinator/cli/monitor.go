@@ -25,16 +25,22 @@ import (
 // balancers'), and the original node until traffic is open, the new
 // nodes after.
 func migrationTargets(cfg *config.Cluster, st *migrate.State) []availability.Target {
-	port := strconv.Itoa(cfg.ControlPlane.APIServerPort)
-	var t []availability.Target
-	for name, ip := range map[string]string{"private": st.PrivateIP, "public": st.PublicIP} {
-		if ip != "" {
-			t = append(t, availability.Target{Name: name, Kind: availability.LoadBalancer, Address: net.JoinHostPort(ip, port)})
-		}
-	}
 	nodes := []migrate.Node{st.Original}
 	if st.OpenedAt != nil {
 		nodes = st.Nodes
+	}
+	return probeTargets(cfg, st.PrivateIP, st.PublicIP, nodes)
+}
+
+// probeTargets are the client addresses (load balancers, or the single
+// node before a migration opens traffic) and each control-plane node.
+func probeTargets(cfg *config.Cluster, privateIP, publicIP string, nodes []migrate.Node) []availability.Target {
+	port := strconv.Itoa(cfg.ControlPlane.APIServerPort)
+	var t []availability.Target
+	for name, ip := range map[string]string{"private": privateIP, "public": publicIP} {
+		if ip != "" {
+			t = append(t, availability.Target{Name: name, Kind: availability.LoadBalancer, Address: net.JoinHostPort(ip, port)})
+		}
 	}
 	for _, n := range nodes {
 		if n.PrivateIP != "" {

@@ -3,11 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -236,26 +234,10 @@ func (f *upgradeFlags) act(cmd *cobra.Command, g *globals, what string) error {
 	return err
 }
 
-// upgradeTargets are the client addresses and every node that serves or
-// is being brought up.
+// upgradeTargets are the client addresses and every node that serves:
+// each node's new VM once it is switched, its old one before.
 func upgradeTargets(cfg *config.Cluster, st *upgrade.State) []availability.Target {
-	port := strconv.Itoa(cfg.ControlPlane.APIServerPort)
-	var t []availability.Target
-	for name, ip := range map[string]string{"private": st.PrivateIP, "public": st.PublicIP} {
-		if ip != "" {
-			t = append(t, availability.Target{Name: name, Kind: availability.LoadBalancer, Address: net.JoinHostPort(ip, port)})
-		}
-	}
-	for _, n := range st.Nodes {
-		serving := n.Old
-		if n.Switched {
-			serving = n.New
-		}
-		if serving.PrivateIP != "" {
-			t = append(t, availability.Target{Name: "node/" + serving.Name, Kind: availability.Node, Address: net.JoinHostPort(serving.PrivateIP, port)})
-		}
-	}
-	return t
+	return probeTargets(cfg, st.PrivateIP, st.PublicIP, st.Serving())
 }
 
 // printUpgrade prints an upgrade: the record as JSON, or a step table and

@@ -38,7 +38,7 @@ func peerURL(n migrate.Node) string {
 // where membership changes are sent.
 func (e *Env) voter(ctx context.Context, s *State, skip ...string) (migrate.Node, *agentv1.GetEtcdStatusResponse, error) {
 	var errs []error
-	for _, n := range s.serving() {
+	for _, n := range s.Serving() {
 		if slices.Contains(skip, n.InstanceID) {
 			continue
 		}
@@ -73,14 +73,14 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 	}
 	if !nu.Drained {
 		start := time.Now()
-		ids, leader, err := e.clusterHealthy(ctx, s.serving())
+		ids, leader, err := e.clusterHealthy(ctx, s.Serving())
 		if err != nil {
 			return fmt.Errorf("cluster not healthy before touching %s: %w", nu.Old.Name, err)
 		}
 		nu.OldMemberID = ids[nu.Old.Name]
 		if leader == nu.OldMemberID {
 			var target migrate.Node
-			for _, n := range s.serving() {
+			for _, n := range s.Serving() {
 				if n.InstanceID != nu.Old.InstanceID {
 					target = n
 					break
@@ -492,7 +492,7 @@ func (e *Env) unswitch(ctx context.Context, op *engine.Op[State], at int) error 
 
 func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	nodes := s.serving()
+	nodes := s.Serving()
 	for _, nu := range s.Nodes {
 		if !nu.Skipped && !nu.Done {
 			return fmt.Errorf("%s was not replaced", nu.Old.Name)

@@ -84,9 +84,9 @@ func (s *State) labels(op string) map[string]string {
 	return map[string]string{migrate.LabelCluster: s.Cluster, migrate.LabelOperation: op}
 }
 
-// serving are the nodes that serve now: each node's new VM once it is
+// Serving are the nodes that serve now: each node's new VM once it is
 // switched, its old one before.
-func (s *State) serving() []migrate.Node {
+func (s *State) Serving() []migrate.Node {
 	var out []migrate.Node
 	for _, n := range s.Nodes {
 		if n.Switched {

@@ -66,7 +66,7 @@ func TestServingFollowsEachNodesSwitch(t *testing.T) {
 		{Old: migrate.Node{Name: "c"}},
 	}}
 	var names []string
-	for _, n := range s.serving() {
+	for _, n := range s.Serving() {
 		names = append(names, n.Name)
 	}
 	if strings.Join(names, ",") != "a2,b,c" {
