@@ -1,5 +1,6 @@
 // Package manifests rewrites kubeadm's etcd and kube-apiserver static-pod
-// manifests for a node's new address and etcd membership. Manifests are
+// manifests for a node's new address and etcd membership, and retags the
+// control-plane images for a Kubernetes version. Manifests are
 // parsed into k8s.io/api types and written back with sigs.k8s.io/yaml, the
 // same serialization kubeadm uses, so everything not rewritten stays
 // byte-for-byte as kubeadm wrote it. The package owns the manifest files it
