@@ -34,6 +34,7 @@ import (
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
 	"github.com/triad-k8s/triad/coordinator/engine"
+	"github.com/triad-k8s/triad/coordinator/failpoint"
 	"github.com/triad-k8s/triad/coordinator/loadclient"
 	"github.com/triad-k8s/triad/coordinator/migrate"
 	"github.com/triad-k8s/triad/coordinator/pki"
@@ -304,8 +305,14 @@ func (c *cluster) assertRolledBack(t *testing.T, opID string) {
 // progress arrive on the returned channel.
 func (c *cluster) runMigrate(t *testing.T, args ...string) (*exec.Cmd, <-chan string, *bytes.Buffer) {
 	t.Helper()
+	return c.runMigrateEnv(t, nil, args...)
+}
+
+// runMigrateEnv is runMigrate with extra environment (e.g. failpoints).
+func (c *cluster) runMigrateEnv(t *testing.T, env []string, args ...string) (*exec.Cmd, <-chan string, *bytes.Buffer) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "triad"), append(append([]string{"migrate"}, args...), "-f", c.cfgPath)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -709,21 +716,38 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// TestMigrateCoordinatorKilled SIGKILLs the coordinator in the middle of
-// 2.3-restore-etcd; a new coordinator resumes to completion from the
-// journal, or in the other case rolls back to the original node.
+// TestMigrateCoordinatorKilled SIGKILLs the coordinator in 2.3-restore-etcd:
+// early (as the restores begin) or late (etcd restored and the
+// kube-apiservers up and writing behind closed gates, so the revision has
+// moved past the snapshot's); a new coordinator resumes to completion from
+// the journal, or in the other case rolls back to the original node.
 func TestMigrateCoordinatorKilled(t *testing.T) {
 	needK8s(t)
-	for _, then := range []string{"resume", "rollback"} {
-		t.Run(then, func(t *testing.T) {
+	for _, tc := range []struct{ name, then, failpoint string }{
+		{"early-resume", "resume", ""},
+		{"late-resume", "resume", "migrate/2.3-apiservers-ready"},
+		{"early-rollback", "rollback", ""},
+	} {
+		then := tc.then
+		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 1)
 			l := c.startLoad(t)
 			time.Sleep(2 * time.Second)
-			cmd, lines, _ := c.runMigrate(t, "run")
-			waitLine(t, lines, "restoring on 3 nodes", 5*time.Minute)
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
-			drain(lines)
+			if tc.failpoint == "" {
+				cmd, lines, _ := c.runMigrate(t, "run")
+				waitLine(t, lines, "restoring on 3 nodes", 5*time.Minute)
+				cmd.Process.Signal(syscall.SIGKILL)
+				cmd.Wait()
+				drain(lines)
+			} else {
+				cmd, lines, _ := c.runMigrateEnv(t, []string{failpoint.EnvVar + "=" + tc.failpoint}, "run")
+				waitLine(t, lines, "failpoint "+tc.failpoint, 10*time.Minute)
+				drain(lines)
+				err := cmd.Wait()
+				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+					t.Fatalf("coordinator at failpoint %s: %v, want killed by SIGKILL", tc.failpoint, err)
+				}
+			}
 			// The killed coordinator's cloud plugin must not outlive it.
 			eventuallyE2E(t, 15*time.Second, "the killed coordinator's plugin process exits", func() error {
 				if n := pluginProcessesFor(c.stateDir); n != 0 {

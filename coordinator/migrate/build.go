@@ -18,6 +18,7 @@ import (
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/engine"
+	"github.com/triad-k8s/triad/coordinator/failpoint"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -85,7 +86,7 @@ func (e *Env) deleteVMs(ctx context.Context, op *engine.Op[State]) error {
 	if err := deleteCreated(ctx, "instance", instanceIDs(s.Nodes), list, func(in sdk.Instance) string { return in.ID }, e.Cloud.DeleteInstance); err != nil {
 		return err
 	}
-	s.Nodes = nil
+	s.Nodes, s.EtcdRestoredAt = nil, nil
 	return nil
 }
 
@@ -211,6 +212,10 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 	if err := parallel(s.Nodes, func(n Node) error { return e.startPods(ctx, op, e.AgentEndpoint(n.PrivateIP), []string{"etcd"}) }); err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
+	// A first run sees exactly the snapshot's revision: nothing writes
+	// before the kube-apiservers start. A resumed run may find them
+	// started by the run it resumes, their writes on top of the restore.
+	atLeast := s.EtcdRestoredAt != nil
 	if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, "etcd quorum with every member at the snapshot's revision", func() (bool, error) {
 		var leader uint64
 		for _, n := range s.Nodes {
@@ -225,15 +230,25 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 				return false, fmt.Errorf("members disagree on the leader")
 			}
 			leader = st.GetLeaderId()
-			if st.GetRevision() != s.Snapshot.Revision {
-				return false, fmt.Errorf("%s reports revision %d, snapshot %d", n.Name, st.GetRevision(), s.Snapshot.Revision)
+			if rev := st.GetRevision(); rev != s.Snapshot.Revision && !(atLeast && rev > s.Snapshot.Revision) {
+				return false, fmt.Errorf("%s reports revision %d, snapshot %d", n.Name, rev, s.Snapshot.Revision)
 			}
 		}
 		return true, nil
 	}); err != nil {
 		return err
 	}
-	op.Logf("etcd: %d members, quorum, every member at revision %d", len(s.Nodes), s.Snapshot.Revision)
+	if atLeast {
+		op.Logf("etcd: %d members, quorum, every member at or past the snapshot's revision %d (restored by the run this one resumes)", len(s.Nodes), s.Snapshot.Revision)
+	} else {
+		now := time.Now()
+		s.EtcdRestoredAt = &now
+		if err := op.Save(); err != nil {
+			return err
+		}
+		op.Logf("etcd: %d members, quorum, every member at revision %d", len(s.Nodes), s.Snapshot.Revision)
+	}
+	failpoint.Hit("migrate/2.3-etcd-restored")
 	if err := parallel(s.Nodes, func(n Node) error {
 		endpoint := e.AgentEndpoint(n.PrivateIP)
 		if err := e.startPods(ctx, op, endpoint, []string{"kube-apiserver"}); err != nil {
@@ -243,6 +258,7 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 	}); err != nil {
 		return fmt.Errorf("kube-apiservers: %w", err)
 	}
+	failpoint.Hit("migrate/2.3-apiservers-ready")
 	op.Logf("kube-apiserver /readyz on every node, gates closed")
 	return nil
 }

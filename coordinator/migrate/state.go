@@ -86,6 +86,11 @@ type State struct {
 	InternalLB     string     `json:"internalLB,omitempty"`
 	PublicLB       string     `json:"publicLB,omitempty"`
 	ClusterToken   string     `json:"clusterToken,omitempty"`
+	// EtcdRestoredAt is when the restored members first formed a quorum at
+	// the snapshot's revision. After it, 2.3 starts kube-apiservers that
+	// write (leases, endpoints): a resumed 2.3 accepts a revision past the
+	// snapshot's then, and only then.
+	EtcdRestoredAt *time.Time `json:"etcdRestoredAt,omitempty"`
 	// OpenedAt is when traffic was admitted (the point of no return);
 	// FirstWriteAt when the first write through the public load balancer
 	// succeeded.
