@@ -23,8 +23,20 @@ func call[R any, T any](resp R, err error, get func(R) T) (T, error) {
 func (g *grpcClient) PluginInfo(ctx context.Context) (PluginInfo, error) {
 	r, err := g.c.GetPluginInfo(ctx, &cloudv1.GetPluginInfoRequest{HostApiVersions: []string{APIVersion}})
 	return call(r, err, func(r *cloudv1.GetPluginInfoResponse) PluginInfo {
-		return PluginInfo{Name: r.GetName(), Version: r.GetVersion(), APIVersions: r.GetApiVersions(), Zones: r.GetZones(), Images: r.GetImages()}
+		return PluginInfo{Name: r.GetName(), Version: r.GetVersion(), APIVersions: r.GetApiVersions(), Zones: r.GetZones(), Images: r.GetImages(),
+			RecommendedDrainDelay:             durationFromProto(r.GetRecommendedDrainDelay()),
+			RecommendedAPIServerShutdownDelay: durationFromProto(r.GetRecommendedApiserverShutdownDelay())}
 	})
+}
+
+// CheckControlPlane implements ControlPlaneChecker; a plugin without it
+// answers ErrUnimplemented.
+func (g *grpcClient) CheckControlPlane(ctx context.Context, req CheckControlPlaneRequest) ([]Check, error) {
+	r, err := g.c.CheckControlPlane(ctx, &cloudv1.CheckControlPlaneRequest{
+		InstanceId: req.InstanceID, Zones: req.Zones, PrivateAddressId: req.PrivateAddressID, PublicAddressId: req.PublicAddressID,
+		NodePorts: ports(req.NodePorts), LoadBalancerPorts: ports(req.LoadBalancerPorts),
+	})
+	return call(r, err, func(r *cloudv1.CheckControlPlaneResponse) []Check { return mapSlice(r.GetChecks(), checkFromProto) })
 }
 
 func (g *grpcClient) GetInstance(ctx context.Context, id string) (Instance, error) {

@@ -33,7 +33,7 @@ var schemes = map[LoadBalancerScheme]cloudv1.LoadBalancerScheme{
 
 var backendHealths = map[BackendHealth]cloudv1.BackendHealth{
 	BackendInitial: cloudv1.BackendHealth_BACKEND_HEALTH_INITIAL, BackendHealthy: cloudv1.BackendHealth_BACKEND_HEALTH_HEALTHY,
-	BackendUnhealthy: cloudv1.BackendHealth_BACKEND_HEALTH_UNHEALTHY,
+	BackendUnhealthy: cloudv1.BackendHealth_BACKEND_HEALTH_UNHEALTHY, BackendUnused: cloudv1.BackendHealth_BACKEND_HEALTH_UNUSED,
 }
 
 // reverse inverts an enum map.
@@ -140,6 +140,9 @@ func loadBalancerToProto(l LoadBalancer) *cloudv1.LoadBalancer {
 	for _, b := range l.Backends {
 		out.Backends = append(out.Backends, &cloudv1.Backend{InstanceId: b.InstanceID, Health: backendHealths[b.Health]})
 	}
+	for _, z := range l.Zones {
+		out.Zones = append(out.Zones, &cloudv1.LoadBalancerZone{Zone: z.Zone, SubnetId: z.SubnetID, Ip: z.IP, State: z.State})
+	}
 	return out
 }
 
@@ -151,6 +154,31 @@ func loadBalancerFromProto(l *cloudv1.LoadBalancer) LoadBalancer {
 	}
 	for _, b := range l.GetBackends() {
 		out.Backends = append(out.Backends, Backend{InstanceID: b.GetInstanceId(), Health: backendHealthsBack[b.GetHealth()]})
+	}
+	for _, z := range l.GetZones() {
+		out.Zones = append(out.Zones, LoadBalancerZone{Zone: z.GetZone(), SubnetID: z.GetSubnetId(), IP: z.GetIp(), State: z.GetState()})
+	}
+	return out
+}
+
+func checkToProto(c Check) *cloudv1.Check { return &cloudv1.Check{Name: c.Name, Ok: c.OK, Detail: c.Detail} }
+
+func checkFromProto(c *cloudv1.Check) Check {
+	return Check{Name: c.GetName(), OK: c.GetOk(), Detail: c.GetDetail()}
+}
+
+func ports(in []int) []uint32 {
+	out := make([]uint32, 0, len(in))
+	for _, p := range in {
+		out = append(out, uint32(p))
+	}
+	return out
+}
+
+func portsFromProto(in []uint32) []int {
+	out := make([]int, 0, len(in))
+	for _, p := range in {
+		out = append(out, int(p))
 	}
 	return out
 }

@@ -20,6 +20,8 @@ var (
 	// ErrPermissionDenied: the cloud refused the plugin's credentials the
 	// call; the message names the missing permission.
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrUnimplemented: the plugin does not implement an optional method.
+	ErrUnimplemented = errors.New("not implemented by the plugin")
 )
 
 var errorCodes = []struct {
@@ -33,6 +35,7 @@ var errorCodes = []struct {
 	{ErrInvalidArgument, codes.InvalidArgument},
 	{ErrUnavailable, codes.Unavailable},
 	{ErrPermissionDenied, codes.PermissionDenied},
+	{ErrUnimplemented, codes.Unimplemented},
 }
 
 // toGRPC turns a provider error into a status with the matching code.

@@ -112,6 +112,16 @@ type Plugin struct {
 // Close stops the plugin process.
 func (p *Plugin) Close() { p.client.Kill() }
 
+// CheckControlPlane implements ControlPlaneChecker: through the wire, where
+// a plugin without the method answers ErrUnimplemented.
+func (p *Plugin) CheckControlPlane(ctx context.Context, req CheckControlPlaneRequest) ([]Check, error) {
+	c, ok := p.Provider.(ControlPlaneChecker)
+	if !ok {
+		return nil, fmt.Errorf("%w: CheckControlPlane", ErrUnimplemented)
+	}
+	return c.CheckControlPlane(ctx, req)
+}
+
 // Open starts the plugin binary at path with go-plugin (gRPC, AutoMTLS,
 // managed) and negotiates the API version with its first call. Any error
 // after the process started kills it.

@@ -74,6 +74,46 @@ type PluginInfo struct {
 	Zones       []string
 	// Images the plugin can boot; empty when images are free-form.
 	Images []string
+	// RecommendedDrainDelay is how long a backend that left a load balancer
+	// (or fails its health check) may still get connections: what triad
+	// waits after the load balancer reports it unhealthy. Zero: no advice.
+	RecommendedDrainDelay time.Duration
+	// RecommendedAPIServerShutdownDelay is kube-apiserver's
+	// --shutdown-delay-duration behind this cloud's load balancers: long
+	// enough for the health check to fail and new connections to stop.
+	// Zero: no advice.
+	RecommendedAPIServerShutdownDelay time.Duration
+}
+
+// ControlPlaneChecker is an optional Provider method (a plugin without it
+// answers ErrUnimplemented through the host): it checks, changing nothing,
+// what the cloud must allow for an HA control plane built from an
+// instance, so that preflight names each problem before anything stops.
+type ControlPlaneChecker interface {
+	CheckControlPlane(ctx context.Context, req CheckControlPlaneRequest) ([]Check, error)
+}
+
+// CheckControlPlaneRequest describes the HA control plane to be.
+type CheckControlPlaneRequest struct {
+	InstanceID       string
+	Zones            []string
+	PrivateAddressID string
+	PublicAddressID  string
+	// NodePorts must be open between control-plane nodes (2379, 2380, 9443).
+	NodePorts []int
+	// LoadBalancerPorts must be open from the load balancers to the nodes
+	// (6443, 9444).
+	LoadBalancerPorts []int
+}
+
+// Check is one finding of CheckControlPlane.
+type Check struct {
+	// Name says what was checked.
+	Name string
+	// OK is false when a migration would fail or leave the cluster unsafe.
+	OK bool
+	// Detail says what was found and, when not OK, what to change.
+	Detail string
 }
 
 // InstanceState is the lifecycle state of an instance.
@@ -208,7 +248,18 @@ const (
 	BackendInitial   BackendHealth = "initial"
 	BackendHealthy   BackendHealth = "healthy"
 	BackendUnhealthy BackendHealth = "unhealthy"
+	// BackendUnused: the load balancer does not route to the backend at
+	// all (no listener uses it yet, or its zone is not enabled).
+	BackendUnused BackendHealth = "unused"
 )
+
+// LoadBalancerZone is one zone a load balancer is enabled in.
+type LoadBalancerZone struct {
+	Zone     string
+	SubnetID string
+	IP       string
+	State    string
+}
 
 // Backend is one target of a load balancer.
 type Backend struct {
@@ -229,6 +280,9 @@ type LoadBalancer struct {
 	HealthCheck    HealthCheck
 	TrafficEnabled bool
 	Labels         map[string]string
+	// Zones the load balancer is enabled in; a backend in another zone
+	// gets no traffic. Empty when the cloud has no such notion.
+	Zones []LoadBalancerZone
 }
 
 // CreateLoadBalancerRequest asks for a load balancer.

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"fmt"
 
 	cloudv1 "github.com/triad-k8s/triad/proto/triad/cloud/v1"
 )
@@ -23,7 +24,21 @@ func one[T any](v T, err error) (T, error) {
 
 func (s *grpcServer) GetPluginInfo(ctx context.Context, req *cloudv1.GetPluginInfoRequest) (*cloudv1.GetPluginInfoResponse, error) {
 	info, err := s.p.PluginInfo(ctx)
-	return one(&cloudv1.GetPluginInfoResponse{Name: info.Name, Version: info.Version, ApiVersions: info.APIVersions, Zones: info.Zones, Images: info.Images}, err)
+	return one(&cloudv1.GetPluginInfoResponse{Name: info.Name, Version: info.Version, ApiVersions: info.APIVersions, Zones: info.Zones, Images: info.Images,
+		RecommendedDrainDelay:             durationToProto(info.RecommendedDrainDelay),
+		RecommendedApiserverShutdownDelay: durationToProto(info.RecommendedAPIServerShutdownDelay)}, err)
+}
+
+func (s *grpcServer) CheckControlPlane(ctx context.Context, req *cloudv1.CheckControlPlaneRequest) (*cloudv1.CheckControlPlaneResponse, error) {
+	c, ok := s.p.(ControlPlaneChecker)
+	if !ok {
+		return nil, toGRPC(fmt.Errorf("%w: CheckControlPlane", ErrUnimplemented))
+	}
+	checks, err := c.CheckControlPlane(ctx, CheckControlPlaneRequest{
+		InstanceID: req.GetInstanceId(), Zones: req.GetZones(), PrivateAddressID: req.GetPrivateAddressId(), PublicAddressID: req.GetPublicAddressId(),
+		NodePorts: portsFromProto(req.GetNodePorts()), LoadBalancerPorts: portsFromProto(req.GetLoadBalancerPorts()),
+	})
+	return one(&cloudv1.CheckControlPlaneResponse{Checks: mapSlice(checks, checkToProto)}, err)
 }
 
 func (s *grpcServer) GetInstance(ctx context.Context, req *cloudv1.GetInstanceRequest) (*cloudv1.GetInstanceResponse, error) {

@@ -85,7 +85,7 @@ its report goes to <stateDir>/availability/<operation>.json.`,
 		fl.DurationVar(&f.opts.AgentTimeout, "agent-timeout", 2*time.Minute, "how long to retry an unreachable agent before the step fails")
 		fl.DurationVar(&f.opts.ReadyTimeout, "ready-timeout", 5*time.Minute, "how long to wait for kube-apiserver readiness and load-balancer health")
 		fl.DurationVar(&f.opts.CatchUpTimeout, "catch-up-timeout", 10*time.Minute, "how long a learner may take to catch up with the leader")
-		fl.DurationVar(&f.opts.DrainDelay, "drain-delay", 2*time.Second, "extra wait once both load balancers report the drained node unhealthy, for connections they were opening to it")
+		fl.DurationVar(&f.opts.DrainDelay, "drain-delay", 2*time.Second, "extra wait once both load balancers report the drained node unhealthy, for connections they were opening to it (the cloud plugin's advice, if longer, wins: 10s on AWS by default)")
 		fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the availability monitor's Prometheus metrics on this address while the operation runs")
 	}
 	plan := &cobra.Command{

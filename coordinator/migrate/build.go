@@ -200,7 +200,7 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 				return fmt.Errorf("restore: %w", err)
 			}
 			if _, err := c.ReconfigureManifests(ctx, &agentv1.ReconfigureManifestsRequest{Header: header(op), AdvertiseAddress: n.PrivateIP, Membership: m, InitialClusterState: "new", EtcdServers: []string{"https://127.0.0.1:2379"},
-				ApiserverShutdownDelay: durationpb.New(APIServerShutdownDelay)}); err != nil {
+				ApiserverShutdownDelay: durationpb.New(s.CloudAdvice.ShutdownDelay())}); err != nil {
 				return fmt.Errorf("manifests: %w", err)
 			}
 			return nil

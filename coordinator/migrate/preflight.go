@@ -77,6 +77,10 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		}
 		*a.id, *a.ip = addr.ID, addr.IP
 	}
+	if err := e.checkCloud(ctx, op); err != nil {
+		return err
+	}
+	s.CloudAdvice = CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
 
 	endpoint := e.originalAgent(s)
 	var agentInfo *agentv1.GetInfoResponse
@@ -191,4 +195,39 @@ func nodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// checkCloud asks the plugin what the cloud must allow for the HA control
+// plane (network rules between the nodes and from the load balancers,
+// volumes, exposure), when the plugin can tell; every failed check is
+// named, and nothing has changed yet.
+func (e *Env) checkCloud(ctx context.Context, op *engine.Op[State]) error {
+	s := op.State
+	checker, ok := e.Cloud.(sdk.ControlPlaneChecker)
+	if !ok {
+		op.Logf("cloud checks: the plugin offers none")
+		return nil
+	}
+	req := sdk.CheckControlPlaneRequest{InstanceID: s.Original.InstanceID, Zones: s.Zones, PrivateAddressID: s.PrivateAddressID, PublicAddressID: s.PublicAddressID,
+		NodePorts:         []int{2379, 2380, e.Config.Agent.Port},
+		LoadBalancerPorts: []int{e.Config.ControlPlane.APIServerPort, e.Config.Agent.GatePort}}
+	checks, err := CloudRetry(ctx, "check control plane", func() ([]sdk.Check, error) { return checker.CheckControlPlane(ctx, req) })
+	if errors.Is(err, sdk.ErrUnimplemented) {
+		op.Logf("cloud checks: the plugin offers none")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cloud checks: %w", err)
+	}
+	var failed []string
+	for _, c := range checks {
+		if !c.OK {
+			failed = append(failed, c.Name+": "+c.Detail)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("the cloud is not ready for an HA control plane (%d of %d checks failed):\n  %s", len(failed), len(checks), strings.Join(failed, "\n  "))
+	}
+	op.Logf("cloud checks: %d passed", len(checks))
+	return nil
 }

@@ -76,6 +76,8 @@ type State struct {
 	PublicAddressID  string   `json:"publicAddressID"`
 	PublicIP         string   `json:"publicIP"`
 	Baseline         Baseline `json:"baseline"`
+	// CloudAdvice is what the cloud plugin advised at preflight.
+	CloudAdvice CloudAdvice `json:"cloudAdvice,omitzero"`
 	// StoppedAt is when kube-apiserver was stopped: the start of the
 	// write-unavailability window.
 	StoppedAt      *time.Time `json:"stoppedAt,omitempty"`
@@ -111,3 +113,15 @@ func now() *time.Time {
 	t := time.Now().UTC()
 	return &t
 }
+
+// CloudAdvice is the cloud plugin's advice on timings behind its load
+// balancers (zero: none).
+type CloudAdvice struct {
+	DrainDelay             time.Duration `json:"drainDelay,omitempty"`
+	APIServerShutdownDelay time.Duration `json:"apiServerShutdownDelay,omitempty"`
+}
+
+// ShutdownDelay is kube-apiserver's --shutdown-delay-duration on the HA
+// nodes: triad's own figure for its health checks, or the cloud's if
+// longer (an NLB checks every 5 s at best).
+func (a CloudAdvice) ShutdownDelay() time.Duration { return max(APIServerShutdownDelay, a.APIServerShutdownDelay) }

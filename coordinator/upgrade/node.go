@@ -102,7 +102,9 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		if err := e.backendHealth(ctx, s, nu.Old.InstanceID, sdk.BackendUnhealthy); err != nil {
 			return err
 		}
-		time.Sleep(e.Options.DrainDelay)
+		// The cloud's load balancers may keep sending to a failing
+		// backend for longer than triad's own figure: the longer wins.
+		time.Sleep(max(e.Options.DrainDelay, s.CloudAdvice.DrainDelay))
 		nu.Drained, nu.Timings.Drain = true, since(start)
 		if err := op.Save(); err != nil {
 			return err
@@ -189,7 +191,7 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		if err := e.agentDo(ctx, nu.New, "manifests", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.ReconfigureManifests(ctx, &agentv1.ReconfigureManifestsRequest{Header: header(op), AdvertiseAddress: nu.New.PrivateIP, Membership: m,
 				InitialClusterState: "existing", EtcdServers: []string{"https://127.0.0.1:2379"}, EmptyEtcdDataDir: true, KubernetesVersion: s.KubernetesVersion,
-				ApiserverShutdownDelay: durationpb.New(migrate.APIServerShutdownDelay)})
+				ApiserverShutdownDelay: durationpb.New(s.CloudAdvice.ShutdownDelay())})
 			return err
 		}); err != nil {
 			return fmt.Errorf("manifests of %s: %w", nu.New.Name, err)

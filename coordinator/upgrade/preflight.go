@@ -78,6 +78,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	if err != nil {
 		return err
 	}
+	s.CloudAdvice = migrate.CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
 	if len(info.Images) > 0 && !slices.Contains(info.Images, s.Image) {
 		return fmt.Errorf("image %q is not offered by cloud %s (it offers %s)", s.Image, info.Name, strings.Join(info.Images, ", "))
 	}

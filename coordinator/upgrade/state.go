@@ -73,6 +73,8 @@ type State struct {
 	// Nodes in upgrade order: followers first, the etcd leader last.
 	Nodes     []NodeUpgrade `json:"nodes"`
 	StartedAt *time.Time    `json:"startedAt,omitempty"`
+	// CloudAdvice is what the cloud plugin advised at preflight.
+	CloudAdvice migrate.CloudAdvice `json:"cloudAdvice,omitzero"`
 	// LeaderMoves are when etcd leadership was handed over: etcd drops the
 	// proposals in flight at that moment (kube-apiserver answers those
 	// writes with 500 "raft proposal dropped"), the one disruption a

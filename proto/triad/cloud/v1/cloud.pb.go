@@ -275,6 +275,9 @@ const (
 	BackendHealth_BACKEND_HEALTH_HEALTHY BackendHealth = 2
 	// Receives no new connections.
 	BackendHealth_BACKEND_HEALTH_UNHEALTHY BackendHealth = 3
+	// Not routed to at all: no listener uses the backends yet, or the
+	// backend's zone is not enabled on the load balancer.
+	BackendHealth_BACKEND_HEALTH_UNUSED BackendHealth = 4
 )
 
 // Enum value maps for BackendHealth.
@@ -284,12 +287,14 @@ var (
 		1: "BACKEND_HEALTH_INITIAL",
 		2: "BACKEND_HEALTH_HEALTHY",
 		3: "BACKEND_HEALTH_UNHEALTHY",
+		4: "BACKEND_HEALTH_UNUSED",
 	}
 	BackendHealth_value = map[string]int32{
 		"BACKEND_HEALTH_UNSPECIFIED": 0,
 		"BACKEND_HEALTH_INITIAL":     1,
 		"BACKEND_HEALTH_HEALTHY":     2,
 		"BACKEND_HEALTH_UNHEALTHY":   3,
+		"BACKEND_HEALTH_UNUSED":      4,
 	}
 )
 
@@ -377,9 +382,19 @@ type GetPluginInfoResponse struct {
 	Zones []string `protobuf:"bytes,4,rep,name=zones,proto3" json:"zones,omitempty"`
 	// images the plugin can create instances from; empty when images are
 	// free-form.
-	Images        []string `protobuf:"bytes,5,rep,name=images,proto3" json:"images,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Images []string `protobuf:"bytes,5,rep,name=images,proto3" json:"images,omitempty"`
+	// recommended_drain_delay is how long a backend taken out of a load
+	// balancer (or failing its health check) may still get connections, and
+	// so how long triad waits after the load balancer reports it unhealthy;
+	// unset when the plugin has no advice.
+	RecommendedDrainDelay *durationpb.Duration `protobuf:"bytes,6,opt,name=recommended_drain_delay,json=recommendedDrainDelay,proto3" json:"recommended_drain_delay,omitempty"`
+	// recommended_apiserver_shutdown_delay is what kube-apiserver's
+	// --shutdown-delay-duration should be behind this cloud's load
+	// balancers: long enough for the health check to fail and the load
+	// balancer to stop sending new connections; unset when no advice.
+	RecommendedApiserverShutdownDelay *durationpb.Duration `protobuf:"bytes,7,opt,name=recommended_apiserver_shutdown_delay,json=recommendedApiserverShutdownDelay,proto3" json:"recommended_apiserver_shutdown_delay,omitempty"`
+	unknownFields                     protoimpl.UnknownFields
+	sizeCache                         protoimpl.SizeCache
 }
 
 func (x *GetPluginInfoResponse) Reset() {
@@ -443,6 +458,20 @@ func (x *GetPluginInfoResponse) GetZones() []string {
 func (x *GetPluginInfoResponse) GetImages() []string {
 	if x != nil {
 		return x.Images
+	}
+	return nil
+}
+
+func (x *GetPluginInfoResponse) GetRecommendedDrainDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RecommendedDrainDelay
+	}
+	return nil
+}
+
+func (x *GetPluginInfoResponse) GetRecommendedApiserverShutdownDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RecommendedApiserverShutdownDelay
 	}
 	return nil
 }
@@ -2255,7 +2284,10 @@ type LoadBalancer struct {
 	// traffic_enabled is true when new connections are admitted.
 	TrafficEnabled bool `protobuf:"varint,10,opt,name=traffic_enabled,json=trafficEnabled,proto3" json:"traffic_enabled,omitempty"`
 	// labels given at creation.
-	Labels        map[string]string `protobuf:"bytes,11,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,11,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// zones the load balancer is enabled in, each with its own address; a
+	// backend in a zone not listed here gets no traffic.
+	Zones         []*LoadBalancerZone `protobuf:"bytes,12,rep,name=zones,proto3" json:"zones,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2367,6 +2399,86 @@ func (x *LoadBalancer) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *LoadBalancer) GetZones() []*LoadBalancerZone {
+	if x != nil {
+		return x.Zones
+	}
+	return nil
+}
+
+// LoadBalancerZone is one zone a load balancer is enabled in.
+type LoadBalancerZone struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// zone name, e.g. "eu-west-1a".
+	Zone string `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
+	// subnet_id of the load balancer's node in the zone, if the cloud has one.
+	SubnetId string `protobuf:"bytes,2,opt,name=subnet_id,json=subnetId,proto3" json:"subnet_id,omitempty"`
+	// ip of the load balancer's node in the zone.
+	Ip string `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
+	// state of the zone as the cloud reports it, e.g. "active".
+	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadBalancerZone) Reset() {
+	*x = LoadBalancerZone{}
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadBalancerZone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadBalancerZone) ProtoMessage() {}
+
+func (x *LoadBalancerZone) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadBalancerZone.ProtoReflect.Descriptor instead.
+func (*LoadBalancerZone) Descriptor() ([]byte, []int) {
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *LoadBalancerZone) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *LoadBalancerZone) GetSubnetId() string {
+	if x != nil {
+		return x.SubnetId
+	}
+	return ""
+}
+
+func (x *LoadBalancerZone) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *LoadBalancerZone) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
 type CreateLoadBalancerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// idempotency_token makes the call safe to retry. 1 to 64 characters.
@@ -2393,7 +2505,7 @@ type CreateLoadBalancerRequest struct {
 
 func (x *CreateLoadBalancerRequest) Reset() {
 	*x = CreateLoadBalancerRequest{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[36]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2517,7 @@ func (x *CreateLoadBalancerRequest) String() string {
 func (*CreateLoadBalancerRequest) ProtoMessage() {}
 
 func (x *CreateLoadBalancerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[36]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2530,7 @@ func (x *CreateLoadBalancerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLoadBalancerRequest.ProtoReflect.Descriptor instead.
 func (*CreateLoadBalancerRequest) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{36}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateLoadBalancerRequest) GetIdempotencyToken() string {
@@ -2494,7 +2606,7 @@ type CreateLoadBalancerResponse struct {
 
 func (x *CreateLoadBalancerResponse) Reset() {
 	*x = CreateLoadBalancerResponse{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[37]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2618,7 @@ func (x *CreateLoadBalancerResponse) String() string {
 func (*CreateLoadBalancerResponse) ProtoMessage() {}
 
 func (x *CreateLoadBalancerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[37]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2631,7 @@ func (x *CreateLoadBalancerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLoadBalancerResponse.ProtoReflect.Descriptor instead.
 func (*CreateLoadBalancerResponse) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{37}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateLoadBalancerResponse) GetLoadBalancer() *LoadBalancer {
@@ -2539,7 +2651,7 @@ type GetLoadBalancerRequest struct {
 
 func (x *GetLoadBalancerRequest) Reset() {
 	*x = GetLoadBalancerRequest{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[38]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2663,7 @@ func (x *GetLoadBalancerRequest) String() string {
 func (*GetLoadBalancerRequest) ProtoMessage() {}
 
 func (x *GetLoadBalancerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[38]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2676,7 @@ func (x *GetLoadBalancerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLoadBalancerRequest.ProtoReflect.Descriptor instead.
 func (*GetLoadBalancerRequest) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{38}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetLoadBalancerRequest) GetLoadBalancerId() string {
@@ -2584,7 +2696,7 @@ type GetLoadBalancerResponse struct {
 
 func (x *GetLoadBalancerResponse) Reset() {
 	*x = GetLoadBalancerResponse{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[39]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2708,7 @@ func (x *GetLoadBalancerResponse) String() string {
 func (*GetLoadBalancerResponse) ProtoMessage() {}
 
 func (x *GetLoadBalancerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[39]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2721,7 @@ func (x *GetLoadBalancerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLoadBalancerResponse.ProtoReflect.Descriptor instead.
 func (*GetLoadBalancerResponse) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{39}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetLoadBalancerResponse) GetLoadBalancer() *LoadBalancer {
@@ -2629,7 +2741,7 @@ type ListLoadBalancersRequest struct {
 
 func (x *ListLoadBalancersRequest) Reset() {
 	*x = ListLoadBalancersRequest{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[40]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2753,7 @@ func (x *ListLoadBalancersRequest) String() string {
 func (*ListLoadBalancersRequest) ProtoMessage() {}
 
 func (x *ListLoadBalancersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[40]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2766,7 @@ func (x *ListLoadBalancersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLoadBalancersRequest.ProtoReflect.Descriptor instead.
 func (*ListLoadBalancersRequest) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{40}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListLoadBalancersRequest) GetLabels() map[string]string {
@@ -2674,7 +2786,7 @@ type ListLoadBalancersResponse struct {
 
 func (x *ListLoadBalancersResponse) Reset() {
 	*x = ListLoadBalancersResponse{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[41]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2798,7 @@ func (x *ListLoadBalancersResponse) String() string {
 func (*ListLoadBalancersResponse) ProtoMessage() {}
 
 func (x *ListLoadBalancersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[41]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2811,7 @@ func (x *ListLoadBalancersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLoadBalancersResponse.ProtoReflect.Descriptor instead.
 func (*ListLoadBalancersResponse) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{41}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListLoadBalancersResponse) GetLoadBalancers() []*LoadBalancer {
@@ -2721,7 +2833,7 @@ type SetLoadBalancerTrafficRequest struct {
 
 func (x *SetLoadBalancerTrafficRequest) Reset() {
 	*x = SetLoadBalancerTrafficRequest{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[42]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2845,7 @@ func (x *SetLoadBalancerTrafficRequest) String() string {
 func (*SetLoadBalancerTrafficRequest) ProtoMessage() {}
 
 func (x *SetLoadBalancerTrafficRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[42]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2858,7 @@ func (x *SetLoadBalancerTrafficRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLoadBalancerTrafficRequest.ProtoReflect.Descriptor instead.
 func (*SetLoadBalancerTrafficRequest) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{42}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetLoadBalancerTrafficRequest) GetLoadBalancerId() string {
@@ -2773,7 +2885,7 @@ type SetLoadBalancerTrafficResponse struct {
 
 func (x *SetLoadBalancerTrafficResponse) Reset() {
 	*x = SetLoadBalancerTrafficResponse{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[43]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +2897,7 @@ func (x *SetLoadBalancerTrafficResponse) String() string {
 func (*SetLoadBalancerTrafficResponse) ProtoMessage() {}
 
 func (x *SetLoadBalancerTrafficResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[43]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +2910,7 @@ func (x *SetLoadBalancerTrafficResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLoadBalancerTrafficResponse.ProtoReflect.Descriptor instead.
 func (*SetLoadBalancerTrafficResponse) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{43}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetLoadBalancerTrafficResponse) GetLoadBalancer() *LoadBalancer {
@@ -2820,7 +2932,7 @@ type SetLoadBalancerBackendsRequest struct {
 
 func (x *SetLoadBalancerBackendsRequest) Reset() {
 	*x = SetLoadBalancerBackendsRequest{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[44]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +2944,7 @@ func (x *SetLoadBalancerBackendsRequest) String() string {
 func (*SetLoadBalancerBackendsRequest) ProtoMessage() {}
 
 func (x *SetLoadBalancerBackendsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[44]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +2957,7 @@ func (x *SetLoadBalancerBackendsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLoadBalancerBackendsRequest.ProtoReflect.Descriptor instead.
 func (*SetLoadBalancerBackendsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{44}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetLoadBalancerBackendsRequest) GetLoadBalancerId() string {
@@ -2872,7 +2984,7 @@ type SetLoadBalancerBackendsResponse struct {
 
 func (x *SetLoadBalancerBackendsResponse) Reset() {
 	*x = SetLoadBalancerBackendsResponse{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[45]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +2996,7 @@ func (x *SetLoadBalancerBackendsResponse) String() string {
 func (*SetLoadBalancerBackendsResponse) ProtoMessage() {}
 
 func (x *SetLoadBalancerBackendsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[45]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +3009,7 @@ func (x *SetLoadBalancerBackendsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLoadBalancerBackendsResponse.ProtoReflect.Descriptor instead.
 func (*SetLoadBalancerBackendsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{45}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetLoadBalancerBackendsResponse) GetLoadBalancer() *LoadBalancer {
@@ -2917,7 +3029,7 @@ type DeleteLoadBalancerRequest struct {
 
 func (x *DeleteLoadBalancerRequest) Reset() {
 	*x = DeleteLoadBalancerRequest{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[46]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3041,7 @@ func (x *DeleteLoadBalancerRequest) String() string {
 func (*DeleteLoadBalancerRequest) ProtoMessage() {}
 
 func (x *DeleteLoadBalancerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[46]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3054,7 @@ func (x *DeleteLoadBalancerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLoadBalancerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLoadBalancerRequest) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{46}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteLoadBalancerRequest) GetLoadBalancerId() string {
@@ -2960,7 +3072,7 @@ type DeleteLoadBalancerResponse struct {
 
 func (x *DeleteLoadBalancerResponse) Reset() {
 	*x = DeleteLoadBalancerResponse{}
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[47]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3084,7 @@ func (x *DeleteLoadBalancerResponse) String() string {
 func (*DeleteLoadBalancerResponse) ProtoMessage() {}
 
 func (x *DeleteLoadBalancerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[47]
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3097,207 @@ func (x *DeleteLoadBalancerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLoadBalancerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLoadBalancerResponse) Descriptor() ([]byte, []int) {
-	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{47}
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{48}
+}
+
+type CheckControlPlaneRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// instance_id of the single control-plane instance.
+	InstanceId string `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// zones the HA nodes go in.
+	Zones []string `protobuf:"bytes,2,rep,name=zones,proto3" json:"zones,omitempty"`
+	// private_address_id and public_address_id the load balancers take over.
+	PrivateAddressId string `protobuf:"bytes,3,opt,name=private_address_id,json=privateAddressId,proto3" json:"private_address_id,omitempty"`
+	PublicAddressId  string `protobuf:"bytes,4,opt,name=public_address_id,json=publicAddressId,proto3" json:"public_address_id,omitempty"`
+	// node_ports must be open between control-plane nodes (etcd client and
+	// peer, the agent), e.g. 2379, 2380, 9443.
+	NodePorts []uint32 `protobuf:"varint,5,rep,packed,name=node_ports,json=nodePorts,proto3" json:"node_ports,omitempty"`
+	// load_balancer_ports must be open from the load balancers to the nodes
+	// (kube-apiserver, the agent's gate), e.g. 6443, 9444.
+	LoadBalancerPorts []uint32 `protobuf:"varint,6,rep,packed,name=load_balancer_ports,json=loadBalancerPorts,proto3" json:"load_balancer_ports,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CheckControlPlaneRequest) Reset() {
+	*x = CheckControlPlaneRequest{}
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckControlPlaneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckControlPlaneRequest) ProtoMessage() {}
+
+func (x *CheckControlPlaneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckControlPlaneRequest.ProtoReflect.Descriptor instead.
+func (*CheckControlPlaneRequest) Descriptor() ([]byte, []int) {
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *CheckControlPlaneRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *CheckControlPlaneRequest) GetZones() []string {
+	if x != nil {
+		return x.Zones
+	}
+	return nil
+}
+
+func (x *CheckControlPlaneRequest) GetPrivateAddressId() string {
+	if x != nil {
+		return x.PrivateAddressId
+	}
+	return ""
+}
+
+func (x *CheckControlPlaneRequest) GetPublicAddressId() string {
+	if x != nil {
+		return x.PublicAddressId
+	}
+	return ""
+}
+
+func (x *CheckControlPlaneRequest) GetNodePorts() []uint32 {
+	if x != nil {
+		return x.NodePorts
+	}
+	return nil
+}
+
+func (x *CheckControlPlaneRequest) GetLoadBalancerPorts() []uint32 {
+	if x != nil {
+		return x.LoadBalancerPorts
+	}
+	return nil
+}
+
+// Check is one finding of CheckControlPlane.
+type Check struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name says what was checked, e.g. "sg-0a1b: tcp 2380 between nodes".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ok is false when a migration would fail or leave the cluster unsafe.
+	Ok bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// detail says what was found and, when not ok, what to change.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Check) Reset() {
+	*x = Check{}
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Check) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Check) ProtoMessage() {}
+
+func (x *Check) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Check.ProtoReflect.Descriptor instead.
+func (*Check) Descriptor() ([]byte, []int) {
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *Check) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Check) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *Check) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type CheckControlPlaneResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// checks, in a stable order.
+	Checks        []*Check `protobuf:"bytes,1,rep,name=checks,proto3" json:"checks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckControlPlaneResponse) Reset() {
+	*x = CheckControlPlaneResponse{}
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckControlPlaneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckControlPlaneResponse) ProtoMessage() {}
+
+func (x *CheckControlPlaneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_cloud_v1_cloud_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckControlPlaneResponse.ProtoReflect.Descriptor instead.
+func (*CheckControlPlaneResponse) Descriptor() ([]byte, []int) {
+	return file_triad_cloud_v1_cloud_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CheckControlPlaneResponse) GetChecks() []*Check {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
 }
 
 var File_triad_cloud_v1_cloud_proto protoreflect.FileDescriptor
@@ -2994,13 +3306,15 @@ const file_triad_cloud_v1_cloud_proto_rawDesc = "" +
 	"\n" +
 	"\x1atriad/cloud/v1/cloud.proto\x12\x0etriad.cloud.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n" +
 	"\x14GetPluginInfoRequest\x12*\n" +
-	"\x11host_api_versions\x18\x01 \x03(\tR\x0fhostApiVersions\"\x96\x01\n" +
+	"\x11host_api_versions\x18\x01 \x03(\tR\x0fhostApiVersions\"\xd5\x02\n" +
 	"\x15GetPluginInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fapi_versions\x18\x03 \x03(\tR\vapiVersions\x12\x14\n" +
 	"\x05zones\x18\x04 \x03(\tR\x05zones\x12\x16\n" +
-	"\x06images\x18\x05 \x03(\tR\x06images\"\x96\x03\n" +
+	"\x06images\x18\x05 \x03(\tR\x06images\x12Q\n" +
+	"\x17recommended_drain_delay\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x15recommendedDrainDelay\x12j\n" +
+	"$recommended_apiserver_shutdown_delay\x18\a \x01(\v2\x19.google.protobuf.DurationR!recommendedApiserverShutdownDelay\"\x96\x03\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3135,7 +3449,7 @@ const file_triad_cloud_v1_cloud_proto_rawDesc = "" +
 	"\aBackend\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x125\n" +
-	"\x06health\x18\x02 \x01(\x0e2\x1d.triad.cloud.v1.BackendHealthR\x06health\"\x80\x04\n" +
+	"\x06health\x18\x02 \x01(\x0e2\x1d.triad.cloud.v1.BackendHealthR\x06health\"\xb8\x04\n" +
 	"\fLoadBalancer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
@@ -3149,10 +3463,16 @@ const file_triad_cloud_v1_cloud_proto_rawDesc = "" +
 	"\fhealth_check\x18\t \x01(\v2\x1b.triad.cloud.v1.HealthCheckR\vhealthCheck\x12'\n" +
 	"\x0ftraffic_enabled\x18\n" +
 	" \x01(\bR\x0etrafficEnabled\x12@\n" +
-	"\x06labels\x18\v \x03(\v2(.triad.cloud.v1.LoadBalancer.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\v \x03(\v2(.triad.cloud.v1.LoadBalancer.LabelsEntryR\x06labels\x126\n" +
+	"\x05zones\x18\f \x03(\v2 .triad.cloud.v1.LoadBalancerZoneR\x05zones\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfb\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"i\n" +
+	"\x10LoadBalancerZone\x12\x12\n" +
+	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x1b\n" +
+	"\tsubnet_id\x18\x02 \x01(\tR\bsubnetId\x12\x0e\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\"\xfb\x03\n" +
 	"\x19CreateLoadBalancerRequest\x12+\n" +
 	"\x11idempotency_token\x18\x01 \x01(\tR\x10idempotencyToken\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12:\n" +
@@ -3192,7 +3512,22 @@ const file_triad_cloud_v1_cloud_proto_rawDesc = "" +
 	"\rload_balancer\x18\x01 \x01(\v2\x1c.triad.cloud.v1.LoadBalancerR\floadBalancer\"E\n" +
 	"\x19DeleteLoadBalancerRequest\x12(\n" +
 	"\x10load_balancer_id\x18\x01 \x01(\tR\x0eloadBalancerId\"\x1c\n" +
-	"\x1aDeleteLoadBalancerResponse*\xbf\x01\n" +
+	"\x1aDeleteLoadBalancerResponse\"\xfa\x01\n" +
+	"\x18CheckControlPlaneRequest\x12\x1f\n" +
+	"\vinstance_id\x18\x01 \x01(\tR\n" +
+	"instanceId\x12\x14\n" +
+	"\x05zones\x18\x02 \x03(\tR\x05zones\x12,\n" +
+	"\x12private_address_id\x18\x03 \x01(\tR\x10privateAddressId\x12*\n" +
+	"\x11public_address_id\x18\x04 \x01(\tR\x0fpublicAddressId\x12\x1d\n" +
+	"\n" +
+	"node_ports\x18\x05 \x03(\rR\tnodePorts\x12.\n" +
+	"\x13load_balancer_ports\x18\x06 \x03(\rR\x11loadBalancerPorts\"C\n" +
+	"\x05Check\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"J\n" +
+	"\x19CheckControlPlaneResponse\x12-\n" +
+	"\x06checks\x18\x01 \x03(\v2\x15.triad.cloud.v1.CheckR\x06checks*\xbf\x01\n" +
 	"\rInstanceState\x12\x1e\n" +
 	"\x1aINSTANCE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16INSTANCE_STATE_PENDING\x10\x01\x12\x1a\n" +
@@ -3212,12 +3547,13 @@ const file_triad_cloud_v1_cloud_proto_rawDesc = "" +
 	"\x12LoadBalancerScheme\x12$\n" +
 	" LOAD_BALANCER_SCHEME_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dLOAD_BALANCER_SCHEME_INTERNAL\x10\x01\x12\x1f\n" +
-	"\x1bLOAD_BALANCER_SCHEME_PUBLIC\x10\x02*\x85\x01\n" +
+	"\x1bLOAD_BALANCER_SCHEME_PUBLIC\x10\x02*\xa0\x01\n" +
 	"\rBackendHealth\x12\x1e\n" +
 	"\x1aBACKEND_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16BACKEND_HEALTH_INITIAL\x10\x01\x12\x1a\n" +
 	"\x16BACKEND_HEALTH_HEALTHY\x10\x02\x12\x1c\n" +
-	"\x18BACKEND_HEALTH_UNHEALTHY\x10\x032\xd4\x10\n" +
+	"\x18BACKEND_HEALTH_UNHEALTHY\x10\x03\x12\x19\n" +
+	"\x15BACKEND_HEALTH_UNUSED\x10\x042\xbe\x11\n" +
 	"\fCloudService\x12\\\n" +
 	"\rGetPluginInfo\x12$.triad.cloud.v1.GetPluginInfoRequest\x1a%.triad.cloud.v1.GetPluginInfoResponse\x12V\n" +
 	"\vGetInstance\x12\".triad.cloud.v1.GetInstanceRequest\x1a#.triad.cloud.v1.GetInstanceResponse\x12\\\n" +
@@ -3240,7 +3576,8 @@ const file_triad_cloud_v1_cloud_proto_rawDesc = "" +
 	"\x11ListLoadBalancers\x12(.triad.cloud.v1.ListLoadBalancersRequest\x1a).triad.cloud.v1.ListLoadBalancersResponse\x12w\n" +
 	"\x16SetLoadBalancerTraffic\x12-.triad.cloud.v1.SetLoadBalancerTrafficRequest\x1a..triad.cloud.v1.SetLoadBalancerTrafficResponse\x12z\n" +
 	"\x17SetLoadBalancerBackends\x12..triad.cloud.v1.SetLoadBalancerBackendsRequest\x1a/.triad.cloud.v1.SetLoadBalancerBackendsResponse\x12k\n" +
-	"\x12DeleteLoadBalancer\x12).triad.cloud.v1.DeleteLoadBalancerRequest\x1a*.triad.cloud.v1.DeleteLoadBalancerResponseB9Z7github.com/triad-k8s/triad/proto/triad/cloud/v1;cloudv1b\x06proto3"
+	"\x12DeleteLoadBalancer\x12).triad.cloud.v1.DeleteLoadBalancerRequest\x1a*.triad.cloud.v1.DeleteLoadBalancerResponse\x12h\n" +
+	"\x11CheckControlPlane\x12(.triad.cloud.v1.CheckControlPlaneRequest\x1a).triad.cloud.v1.CheckControlPlaneResponseB9Z7github.com/triad-k8s/triad/proto/triad/cloud/v1;cloudv1b\x06proto3"
 
 var (
 	file_triad_cloud_v1_cloud_proto_rawDescOnce sync.Once
@@ -3255,7 +3592,7 @@ func file_triad_cloud_v1_cloud_proto_rawDescGZIP() []byte {
 }
 
 var file_triad_cloud_v1_cloud_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_triad_cloud_v1_cloud_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_triad_cloud_v1_cloud_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_triad_cloud_v1_cloud_proto_goTypes = []any{
 	(InstanceState)(0),                      // 0: triad.cloud.v1.InstanceState
 	(DiskSnapshotState)(0),                  // 1: triad.cloud.v1.DiskSnapshotState
@@ -3298,117 +3635,127 @@ var file_triad_cloud_v1_cloud_proto_goTypes = []any{
 	(*HealthCheck)(nil),                     // 38: triad.cloud.v1.HealthCheck
 	(*Backend)(nil),                         // 39: triad.cloud.v1.Backend
 	(*LoadBalancer)(nil),                    // 40: triad.cloud.v1.LoadBalancer
-	(*CreateLoadBalancerRequest)(nil),       // 41: triad.cloud.v1.CreateLoadBalancerRequest
-	(*CreateLoadBalancerResponse)(nil),      // 42: triad.cloud.v1.CreateLoadBalancerResponse
-	(*GetLoadBalancerRequest)(nil),          // 43: triad.cloud.v1.GetLoadBalancerRequest
-	(*GetLoadBalancerResponse)(nil),         // 44: triad.cloud.v1.GetLoadBalancerResponse
-	(*ListLoadBalancersRequest)(nil),        // 45: triad.cloud.v1.ListLoadBalancersRequest
-	(*ListLoadBalancersResponse)(nil),       // 46: triad.cloud.v1.ListLoadBalancersResponse
-	(*SetLoadBalancerTrafficRequest)(nil),   // 47: triad.cloud.v1.SetLoadBalancerTrafficRequest
-	(*SetLoadBalancerTrafficResponse)(nil),  // 48: triad.cloud.v1.SetLoadBalancerTrafficResponse
-	(*SetLoadBalancerBackendsRequest)(nil),  // 49: triad.cloud.v1.SetLoadBalancerBackendsRequest
-	(*SetLoadBalancerBackendsResponse)(nil), // 50: triad.cloud.v1.SetLoadBalancerBackendsResponse
-	(*DeleteLoadBalancerRequest)(nil),       // 51: triad.cloud.v1.DeleteLoadBalancerRequest
-	(*DeleteLoadBalancerResponse)(nil),      // 52: triad.cloud.v1.DeleteLoadBalancerResponse
-	nil,                                     // 53: triad.cloud.v1.Instance.LabelsEntry
-	nil,                                     // 54: triad.cloud.v1.ListInstancesRequest.LabelsEntry
-	nil,                                     // 55: triad.cloud.v1.CreateInstanceRequest.LabelsEntry
-	nil,                                     // 56: triad.cloud.v1.DiskSnapshot.LabelsEntry
-	nil,                                     // 57: triad.cloud.v1.CreateDiskSnapshotRequest.LabelsEntry
-	nil,                                     // 58: triad.cloud.v1.ListDiskSnapshotsRequest.LabelsEntry
-	nil,                                     // 59: triad.cloud.v1.LoadBalancer.LabelsEntry
-	nil,                                     // 60: triad.cloud.v1.CreateLoadBalancerRequest.LabelsEntry
-	nil,                                     // 61: triad.cloud.v1.ListLoadBalancersRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),           // 62: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),             // 63: google.protobuf.Duration
+	(*LoadBalancerZone)(nil),                // 41: triad.cloud.v1.LoadBalancerZone
+	(*CreateLoadBalancerRequest)(nil),       // 42: triad.cloud.v1.CreateLoadBalancerRequest
+	(*CreateLoadBalancerResponse)(nil),      // 43: triad.cloud.v1.CreateLoadBalancerResponse
+	(*GetLoadBalancerRequest)(nil),          // 44: triad.cloud.v1.GetLoadBalancerRequest
+	(*GetLoadBalancerResponse)(nil),         // 45: triad.cloud.v1.GetLoadBalancerResponse
+	(*ListLoadBalancersRequest)(nil),        // 46: triad.cloud.v1.ListLoadBalancersRequest
+	(*ListLoadBalancersResponse)(nil),       // 47: triad.cloud.v1.ListLoadBalancersResponse
+	(*SetLoadBalancerTrafficRequest)(nil),   // 48: triad.cloud.v1.SetLoadBalancerTrafficRequest
+	(*SetLoadBalancerTrafficResponse)(nil),  // 49: triad.cloud.v1.SetLoadBalancerTrafficResponse
+	(*SetLoadBalancerBackendsRequest)(nil),  // 50: triad.cloud.v1.SetLoadBalancerBackendsRequest
+	(*SetLoadBalancerBackendsResponse)(nil), // 51: triad.cloud.v1.SetLoadBalancerBackendsResponse
+	(*DeleteLoadBalancerRequest)(nil),       // 52: triad.cloud.v1.DeleteLoadBalancerRequest
+	(*DeleteLoadBalancerResponse)(nil),      // 53: triad.cloud.v1.DeleteLoadBalancerResponse
+	(*CheckControlPlaneRequest)(nil),        // 54: triad.cloud.v1.CheckControlPlaneRequest
+	(*Check)(nil),                           // 55: triad.cloud.v1.Check
+	(*CheckControlPlaneResponse)(nil),       // 56: triad.cloud.v1.CheckControlPlaneResponse
+	nil,                                     // 57: triad.cloud.v1.Instance.LabelsEntry
+	nil,                                     // 58: triad.cloud.v1.ListInstancesRequest.LabelsEntry
+	nil,                                     // 59: triad.cloud.v1.CreateInstanceRequest.LabelsEntry
+	nil,                                     // 60: triad.cloud.v1.DiskSnapshot.LabelsEntry
+	nil,                                     // 61: triad.cloud.v1.CreateDiskSnapshotRequest.LabelsEntry
+	nil,                                     // 62: triad.cloud.v1.ListDiskSnapshotsRequest.LabelsEntry
+	nil,                                     // 63: triad.cloud.v1.LoadBalancer.LabelsEntry
+	nil,                                     // 64: triad.cloud.v1.CreateLoadBalancerRequest.LabelsEntry
+	nil,                                     // 65: triad.cloud.v1.ListLoadBalancersRequest.LabelsEntry
+	(*durationpb.Duration)(nil),             // 66: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),           // 67: google.protobuf.Timestamp
 }
 var file_triad_cloud_v1_cloud_proto_depIdxs = []int32{
-	0,  // 0: triad.cloud.v1.Instance.state:type_name -> triad.cloud.v1.InstanceState
-	53, // 1: triad.cloud.v1.Instance.labels:type_name -> triad.cloud.v1.Instance.LabelsEntry
-	62, // 2: triad.cloud.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 3: triad.cloud.v1.GetInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
-	54, // 4: triad.cloud.v1.ListInstancesRequest.labels:type_name -> triad.cloud.v1.ListInstancesRequest.LabelsEntry
-	7,  // 5: triad.cloud.v1.ListInstancesResponse.instances:type_name -> triad.cloud.v1.Instance
-	55, // 6: triad.cloud.v1.CreateInstanceRequest.labels:type_name -> triad.cloud.v1.CreateInstanceRequest.LabelsEntry
-	7,  // 7: triad.cloud.v1.CreateInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
-	7,  // 8: triad.cloud.v1.StopInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
-	7,  // 9: triad.cloud.v1.StartInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
-	1,  // 10: triad.cloud.v1.DiskSnapshot.state:type_name -> triad.cloud.v1.DiskSnapshotState
-	56, // 11: triad.cloud.v1.DiskSnapshot.labels:type_name -> triad.cloud.v1.DiskSnapshot.LabelsEntry
-	62, // 12: triad.cloud.v1.DiskSnapshot.created_at:type_name -> google.protobuf.Timestamp
-	57, // 13: triad.cloud.v1.CreateDiskSnapshotRequest.labels:type_name -> triad.cloud.v1.CreateDiskSnapshotRequest.LabelsEntry
-	20, // 14: triad.cloud.v1.CreateDiskSnapshotResponse.snapshot:type_name -> triad.cloud.v1.DiskSnapshot
-	20, // 15: triad.cloud.v1.GetDiskSnapshotResponse.snapshot:type_name -> triad.cloud.v1.DiskSnapshot
-	58, // 16: triad.cloud.v1.ListDiskSnapshotsRequest.labels:type_name -> triad.cloud.v1.ListDiskSnapshotsRequest.LabelsEntry
-	20, // 17: triad.cloud.v1.ListDiskSnapshotsResponse.snapshots:type_name -> triad.cloud.v1.DiskSnapshot
-	2,  // 18: triad.cloud.v1.Address.kind:type_name -> triad.cloud.v1.AddressKind
-	29, // 19: triad.cloud.v1.GetAddressResponse.address:type_name -> triad.cloud.v1.Address
-	29, // 20: triad.cloud.v1.ListAddressesResponse.addresses:type_name -> triad.cloud.v1.Address
-	29, // 21: triad.cloud.v1.ReleaseAddressResponse.address:type_name -> triad.cloud.v1.Address
-	29, // 22: triad.cloud.v1.AttachAddressResponse.address:type_name -> triad.cloud.v1.Address
-	63, // 23: triad.cloud.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
-	63, // 24: triad.cloud.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
-	4,  // 25: triad.cloud.v1.Backend.health:type_name -> triad.cloud.v1.BackendHealth
-	3,  // 26: triad.cloud.v1.LoadBalancer.scheme:type_name -> triad.cloud.v1.LoadBalancerScheme
-	39, // 27: triad.cloud.v1.LoadBalancer.backends:type_name -> triad.cloud.v1.Backend
-	38, // 28: triad.cloud.v1.LoadBalancer.health_check:type_name -> triad.cloud.v1.HealthCheck
-	59, // 29: triad.cloud.v1.LoadBalancer.labels:type_name -> triad.cloud.v1.LoadBalancer.LabelsEntry
-	3,  // 30: triad.cloud.v1.CreateLoadBalancerRequest.scheme:type_name -> triad.cloud.v1.LoadBalancerScheme
-	38, // 31: triad.cloud.v1.CreateLoadBalancerRequest.health_check:type_name -> triad.cloud.v1.HealthCheck
-	60, // 32: triad.cloud.v1.CreateLoadBalancerRequest.labels:type_name -> triad.cloud.v1.CreateLoadBalancerRequest.LabelsEntry
-	40, // 33: triad.cloud.v1.CreateLoadBalancerResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
-	40, // 34: triad.cloud.v1.GetLoadBalancerResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
-	61, // 35: triad.cloud.v1.ListLoadBalancersRequest.labels:type_name -> triad.cloud.v1.ListLoadBalancersRequest.LabelsEntry
-	40, // 36: triad.cloud.v1.ListLoadBalancersResponse.load_balancers:type_name -> triad.cloud.v1.LoadBalancer
-	40, // 37: triad.cloud.v1.SetLoadBalancerTrafficResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
-	40, // 38: triad.cloud.v1.SetLoadBalancerBackendsResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
-	5,  // 39: triad.cloud.v1.CloudService.GetPluginInfo:input_type -> triad.cloud.v1.GetPluginInfoRequest
-	8,  // 40: triad.cloud.v1.CloudService.GetInstance:input_type -> triad.cloud.v1.GetInstanceRequest
-	10, // 41: triad.cloud.v1.CloudService.ListInstances:input_type -> triad.cloud.v1.ListInstancesRequest
-	12, // 42: triad.cloud.v1.CloudService.CreateInstance:input_type -> triad.cloud.v1.CreateInstanceRequest
-	14, // 43: triad.cloud.v1.CloudService.StopInstance:input_type -> triad.cloud.v1.StopInstanceRequest
-	16, // 44: triad.cloud.v1.CloudService.StartInstance:input_type -> triad.cloud.v1.StartInstanceRequest
-	18, // 45: triad.cloud.v1.CloudService.DeleteInstance:input_type -> triad.cloud.v1.DeleteInstanceRequest
-	21, // 46: triad.cloud.v1.CloudService.CreateDiskSnapshot:input_type -> triad.cloud.v1.CreateDiskSnapshotRequest
-	23, // 47: triad.cloud.v1.CloudService.GetDiskSnapshot:input_type -> triad.cloud.v1.GetDiskSnapshotRequest
-	25, // 48: triad.cloud.v1.CloudService.ListDiskSnapshots:input_type -> triad.cloud.v1.ListDiskSnapshotsRequest
-	27, // 49: triad.cloud.v1.CloudService.DeleteDiskSnapshot:input_type -> triad.cloud.v1.DeleteDiskSnapshotRequest
-	30, // 50: triad.cloud.v1.CloudService.GetAddress:input_type -> triad.cloud.v1.GetAddressRequest
-	32, // 51: triad.cloud.v1.CloudService.ListAddresses:input_type -> triad.cloud.v1.ListAddressesRequest
-	34, // 52: triad.cloud.v1.CloudService.ReleaseAddress:input_type -> triad.cloud.v1.ReleaseAddressRequest
-	36, // 53: triad.cloud.v1.CloudService.AttachAddress:input_type -> triad.cloud.v1.AttachAddressRequest
-	41, // 54: triad.cloud.v1.CloudService.CreateLoadBalancer:input_type -> triad.cloud.v1.CreateLoadBalancerRequest
-	43, // 55: triad.cloud.v1.CloudService.GetLoadBalancer:input_type -> triad.cloud.v1.GetLoadBalancerRequest
-	45, // 56: triad.cloud.v1.CloudService.ListLoadBalancers:input_type -> triad.cloud.v1.ListLoadBalancersRequest
-	47, // 57: triad.cloud.v1.CloudService.SetLoadBalancerTraffic:input_type -> triad.cloud.v1.SetLoadBalancerTrafficRequest
-	49, // 58: triad.cloud.v1.CloudService.SetLoadBalancerBackends:input_type -> triad.cloud.v1.SetLoadBalancerBackendsRequest
-	51, // 59: triad.cloud.v1.CloudService.DeleteLoadBalancer:input_type -> triad.cloud.v1.DeleteLoadBalancerRequest
-	6,  // 60: triad.cloud.v1.CloudService.GetPluginInfo:output_type -> triad.cloud.v1.GetPluginInfoResponse
-	9,  // 61: triad.cloud.v1.CloudService.GetInstance:output_type -> triad.cloud.v1.GetInstanceResponse
-	11, // 62: triad.cloud.v1.CloudService.ListInstances:output_type -> triad.cloud.v1.ListInstancesResponse
-	13, // 63: triad.cloud.v1.CloudService.CreateInstance:output_type -> triad.cloud.v1.CreateInstanceResponse
-	15, // 64: triad.cloud.v1.CloudService.StopInstance:output_type -> triad.cloud.v1.StopInstanceResponse
-	17, // 65: triad.cloud.v1.CloudService.StartInstance:output_type -> triad.cloud.v1.StartInstanceResponse
-	19, // 66: triad.cloud.v1.CloudService.DeleteInstance:output_type -> triad.cloud.v1.DeleteInstanceResponse
-	22, // 67: triad.cloud.v1.CloudService.CreateDiskSnapshot:output_type -> triad.cloud.v1.CreateDiskSnapshotResponse
-	24, // 68: triad.cloud.v1.CloudService.GetDiskSnapshot:output_type -> triad.cloud.v1.GetDiskSnapshotResponse
-	26, // 69: triad.cloud.v1.CloudService.ListDiskSnapshots:output_type -> triad.cloud.v1.ListDiskSnapshotsResponse
-	28, // 70: triad.cloud.v1.CloudService.DeleteDiskSnapshot:output_type -> triad.cloud.v1.DeleteDiskSnapshotResponse
-	31, // 71: triad.cloud.v1.CloudService.GetAddress:output_type -> triad.cloud.v1.GetAddressResponse
-	33, // 72: triad.cloud.v1.CloudService.ListAddresses:output_type -> triad.cloud.v1.ListAddressesResponse
-	35, // 73: triad.cloud.v1.CloudService.ReleaseAddress:output_type -> triad.cloud.v1.ReleaseAddressResponse
-	37, // 74: triad.cloud.v1.CloudService.AttachAddress:output_type -> triad.cloud.v1.AttachAddressResponse
-	42, // 75: triad.cloud.v1.CloudService.CreateLoadBalancer:output_type -> triad.cloud.v1.CreateLoadBalancerResponse
-	44, // 76: triad.cloud.v1.CloudService.GetLoadBalancer:output_type -> triad.cloud.v1.GetLoadBalancerResponse
-	46, // 77: triad.cloud.v1.CloudService.ListLoadBalancers:output_type -> triad.cloud.v1.ListLoadBalancersResponse
-	48, // 78: triad.cloud.v1.CloudService.SetLoadBalancerTraffic:output_type -> triad.cloud.v1.SetLoadBalancerTrafficResponse
-	50, // 79: triad.cloud.v1.CloudService.SetLoadBalancerBackends:output_type -> triad.cloud.v1.SetLoadBalancerBackendsResponse
-	52, // 80: triad.cloud.v1.CloudService.DeleteLoadBalancer:output_type -> triad.cloud.v1.DeleteLoadBalancerResponse
-	60, // [60:81] is the sub-list for method output_type
-	39, // [39:60] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	66, // 0: triad.cloud.v1.GetPluginInfoResponse.recommended_drain_delay:type_name -> google.protobuf.Duration
+	66, // 1: triad.cloud.v1.GetPluginInfoResponse.recommended_apiserver_shutdown_delay:type_name -> google.protobuf.Duration
+	0,  // 2: triad.cloud.v1.Instance.state:type_name -> triad.cloud.v1.InstanceState
+	57, // 3: triad.cloud.v1.Instance.labels:type_name -> triad.cloud.v1.Instance.LabelsEntry
+	67, // 4: triad.cloud.v1.Instance.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 5: triad.cloud.v1.GetInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
+	58, // 6: triad.cloud.v1.ListInstancesRequest.labels:type_name -> triad.cloud.v1.ListInstancesRequest.LabelsEntry
+	7,  // 7: triad.cloud.v1.ListInstancesResponse.instances:type_name -> triad.cloud.v1.Instance
+	59, // 8: triad.cloud.v1.CreateInstanceRequest.labels:type_name -> triad.cloud.v1.CreateInstanceRequest.LabelsEntry
+	7,  // 9: triad.cloud.v1.CreateInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
+	7,  // 10: triad.cloud.v1.StopInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
+	7,  // 11: triad.cloud.v1.StartInstanceResponse.instance:type_name -> triad.cloud.v1.Instance
+	1,  // 12: triad.cloud.v1.DiskSnapshot.state:type_name -> triad.cloud.v1.DiskSnapshotState
+	60, // 13: triad.cloud.v1.DiskSnapshot.labels:type_name -> triad.cloud.v1.DiskSnapshot.LabelsEntry
+	67, // 14: triad.cloud.v1.DiskSnapshot.created_at:type_name -> google.protobuf.Timestamp
+	61, // 15: triad.cloud.v1.CreateDiskSnapshotRequest.labels:type_name -> triad.cloud.v1.CreateDiskSnapshotRequest.LabelsEntry
+	20, // 16: triad.cloud.v1.CreateDiskSnapshotResponse.snapshot:type_name -> triad.cloud.v1.DiskSnapshot
+	20, // 17: triad.cloud.v1.GetDiskSnapshotResponse.snapshot:type_name -> triad.cloud.v1.DiskSnapshot
+	62, // 18: triad.cloud.v1.ListDiskSnapshotsRequest.labels:type_name -> triad.cloud.v1.ListDiskSnapshotsRequest.LabelsEntry
+	20, // 19: triad.cloud.v1.ListDiskSnapshotsResponse.snapshots:type_name -> triad.cloud.v1.DiskSnapshot
+	2,  // 20: triad.cloud.v1.Address.kind:type_name -> triad.cloud.v1.AddressKind
+	29, // 21: triad.cloud.v1.GetAddressResponse.address:type_name -> triad.cloud.v1.Address
+	29, // 22: triad.cloud.v1.ListAddressesResponse.addresses:type_name -> triad.cloud.v1.Address
+	29, // 23: triad.cloud.v1.ReleaseAddressResponse.address:type_name -> triad.cloud.v1.Address
+	29, // 24: triad.cloud.v1.AttachAddressResponse.address:type_name -> triad.cloud.v1.Address
+	66, // 25: triad.cloud.v1.HealthCheck.interval:type_name -> google.protobuf.Duration
+	66, // 26: triad.cloud.v1.HealthCheck.timeout:type_name -> google.protobuf.Duration
+	4,  // 27: triad.cloud.v1.Backend.health:type_name -> triad.cloud.v1.BackendHealth
+	3,  // 28: triad.cloud.v1.LoadBalancer.scheme:type_name -> triad.cloud.v1.LoadBalancerScheme
+	39, // 29: triad.cloud.v1.LoadBalancer.backends:type_name -> triad.cloud.v1.Backend
+	38, // 30: triad.cloud.v1.LoadBalancer.health_check:type_name -> triad.cloud.v1.HealthCheck
+	63, // 31: triad.cloud.v1.LoadBalancer.labels:type_name -> triad.cloud.v1.LoadBalancer.LabelsEntry
+	41, // 32: triad.cloud.v1.LoadBalancer.zones:type_name -> triad.cloud.v1.LoadBalancerZone
+	3,  // 33: triad.cloud.v1.CreateLoadBalancerRequest.scheme:type_name -> triad.cloud.v1.LoadBalancerScheme
+	38, // 34: triad.cloud.v1.CreateLoadBalancerRequest.health_check:type_name -> triad.cloud.v1.HealthCheck
+	64, // 35: triad.cloud.v1.CreateLoadBalancerRequest.labels:type_name -> triad.cloud.v1.CreateLoadBalancerRequest.LabelsEntry
+	40, // 36: triad.cloud.v1.CreateLoadBalancerResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
+	40, // 37: triad.cloud.v1.GetLoadBalancerResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
+	65, // 38: triad.cloud.v1.ListLoadBalancersRequest.labels:type_name -> triad.cloud.v1.ListLoadBalancersRequest.LabelsEntry
+	40, // 39: triad.cloud.v1.ListLoadBalancersResponse.load_balancers:type_name -> triad.cloud.v1.LoadBalancer
+	40, // 40: triad.cloud.v1.SetLoadBalancerTrafficResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
+	40, // 41: triad.cloud.v1.SetLoadBalancerBackendsResponse.load_balancer:type_name -> triad.cloud.v1.LoadBalancer
+	55, // 42: triad.cloud.v1.CheckControlPlaneResponse.checks:type_name -> triad.cloud.v1.Check
+	5,  // 43: triad.cloud.v1.CloudService.GetPluginInfo:input_type -> triad.cloud.v1.GetPluginInfoRequest
+	8,  // 44: triad.cloud.v1.CloudService.GetInstance:input_type -> triad.cloud.v1.GetInstanceRequest
+	10, // 45: triad.cloud.v1.CloudService.ListInstances:input_type -> triad.cloud.v1.ListInstancesRequest
+	12, // 46: triad.cloud.v1.CloudService.CreateInstance:input_type -> triad.cloud.v1.CreateInstanceRequest
+	14, // 47: triad.cloud.v1.CloudService.StopInstance:input_type -> triad.cloud.v1.StopInstanceRequest
+	16, // 48: triad.cloud.v1.CloudService.StartInstance:input_type -> triad.cloud.v1.StartInstanceRequest
+	18, // 49: triad.cloud.v1.CloudService.DeleteInstance:input_type -> triad.cloud.v1.DeleteInstanceRequest
+	21, // 50: triad.cloud.v1.CloudService.CreateDiskSnapshot:input_type -> triad.cloud.v1.CreateDiskSnapshotRequest
+	23, // 51: triad.cloud.v1.CloudService.GetDiskSnapshot:input_type -> triad.cloud.v1.GetDiskSnapshotRequest
+	25, // 52: triad.cloud.v1.CloudService.ListDiskSnapshots:input_type -> triad.cloud.v1.ListDiskSnapshotsRequest
+	27, // 53: triad.cloud.v1.CloudService.DeleteDiskSnapshot:input_type -> triad.cloud.v1.DeleteDiskSnapshotRequest
+	30, // 54: triad.cloud.v1.CloudService.GetAddress:input_type -> triad.cloud.v1.GetAddressRequest
+	32, // 55: triad.cloud.v1.CloudService.ListAddresses:input_type -> triad.cloud.v1.ListAddressesRequest
+	34, // 56: triad.cloud.v1.CloudService.ReleaseAddress:input_type -> triad.cloud.v1.ReleaseAddressRequest
+	36, // 57: triad.cloud.v1.CloudService.AttachAddress:input_type -> triad.cloud.v1.AttachAddressRequest
+	42, // 58: triad.cloud.v1.CloudService.CreateLoadBalancer:input_type -> triad.cloud.v1.CreateLoadBalancerRequest
+	44, // 59: triad.cloud.v1.CloudService.GetLoadBalancer:input_type -> triad.cloud.v1.GetLoadBalancerRequest
+	46, // 60: triad.cloud.v1.CloudService.ListLoadBalancers:input_type -> triad.cloud.v1.ListLoadBalancersRequest
+	48, // 61: triad.cloud.v1.CloudService.SetLoadBalancerTraffic:input_type -> triad.cloud.v1.SetLoadBalancerTrafficRequest
+	50, // 62: triad.cloud.v1.CloudService.SetLoadBalancerBackends:input_type -> triad.cloud.v1.SetLoadBalancerBackendsRequest
+	52, // 63: triad.cloud.v1.CloudService.DeleteLoadBalancer:input_type -> triad.cloud.v1.DeleteLoadBalancerRequest
+	54, // 64: triad.cloud.v1.CloudService.CheckControlPlane:input_type -> triad.cloud.v1.CheckControlPlaneRequest
+	6,  // 65: triad.cloud.v1.CloudService.GetPluginInfo:output_type -> triad.cloud.v1.GetPluginInfoResponse
+	9,  // 66: triad.cloud.v1.CloudService.GetInstance:output_type -> triad.cloud.v1.GetInstanceResponse
+	11, // 67: triad.cloud.v1.CloudService.ListInstances:output_type -> triad.cloud.v1.ListInstancesResponse
+	13, // 68: triad.cloud.v1.CloudService.CreateInstance:output_type -> triad.cloud.v1.CreateInstanceResponse
+	15, // 69: triad.cloud.v1.CloudService.StopInstance:output_type -> triad.cloud.v1.StopInstanceResponse
+	17, // 70: triad.cloud.v1.CloudService.StartInstance:output_type -> triad.cloud.v1.StartInstanceResponse
+	19, // 71: triad.cloud.v1.CloudService.DeleteInstance:output_type -> triad.cloud.v1.DeleteInstanceResponse
+	22, // 72: triad.cloud.v1.CloudService.CreateDiskSnapshot:output_type -> triad.cloud.v1.CreateDiskSnapshotResponse
+	24, // 73: triad.cloud.v1.CloudService.GetDiskSnapshot:output_type -> triad.cloud.v1.GetDiskSnapshotResponse
+	26, // 74: triad.cloud.v1.CloudService.ListDiskSnapshots:output_type -> triad.cloud.v1.ListDiskSnapshotsResponse
+	28, // 75: triad.cloud.v1.CloudService.DeleteDiskSnapshot:output_type -> triad.cloud.v1.DeleteDiskSnapshotResponse
+	31, // 76: triad.cloud.v1.CloudService.GetAddress:output_type -> triad.cloud.v1.GetAddressResponse
+	33, // 77: triad.cloud.v1.CloudService.ListAddresses:output_type -> triad.cloud.v1.ListAddressesResponse
+	35, // 78: triad.cloud.v1.CloudService.ReleaseAddress:output_type -> triad.cloud.v1.ReleaseAddressResponse
+	37, // 79: triad.cloud.v1.CloudService.AttachAddress:output_type -> triad.cloud.v1.AttachAddressResponse
+	43, // 80: triad.cloud.v1.CloudService.CreateLoadBalancer:output_type -> triad.cloud.v1.CreateLoadBalancerResponse
+	45, // 81: triad.cloud.v1.CloudService.GetLoadBalancer:output_type -> triad.cloud.v1.GetLoadBalancerResponse
+	47, // 82: triad.cloud.v1.CloudService.ListLoadBalancers:output_type -> triad.cloud.v1.ListLoadBalancersResponse
+	49, // 83: triad.cloud.v1.CloudService.SetLoadBalancerTraffic:output_type -> triad.cloud.v1.SetLoadBalancerTrafficResponse
+	51, // 84: triad.cloud.v1.CloudService.SetLoadBalancerBackends:output_type -> triad.cloud.v1.SetLoadBalancerBackendsResponse
+	53, // 85: triad.cloud.v1.CloudService.DeleteLoadBalancer:output_type -> triad.cloud.v1.DeleteLoadBalancerResponse
+	56, // 86: triad.cloud.v1.CloudService.CheckControlPlane:output_type -> triad.cloud.v1.CheckControlPlaneResponse
+	65, // [65:87] is the sub-list for method output_type
+	43, // [43:65] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_triad_cloud_v1_cloud_proto_init() }
@@ -3422,7 +3769,7 @@ func file_triad_cloud_v1_cloud_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_cloud_v1_cloud_proto_rawDesc), len(file_triad_cloud_v1_cloud_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

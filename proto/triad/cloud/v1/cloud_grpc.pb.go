@@ -57,6 +57,7 @@ const (
 	CloudService_SetLoadBalancerTraffic_FullMethodName  = "/triad.cloud.v1.CloudService/SetLoadBalancerTraffic"
 	CloudService_SetLoadBalancerBackends_FullMethodName = "/triad.cloud.v1.CloudService/SetLoadBalancerBackends"
 	CloudService_DeleteLoadBalancer_FullMethodName      = "/triad.cloud.v1.CloudService/DeleteLoadBalancer"
+	CloudService_CheckControlPlane_FullMethodName       = "/triad.cloud.v1.CloudService/CheckControlPlane"
 )
 
 // CloudServiceClient is the client API for CloudService service.
@@ -114,6 +115,11 @@ type CloudServiceClient interface {
 	// DeleteLoadBalancer deletes a load balancer, leaving its static address
 	// released.
 	DeleteLoadBalancer(ctx context.Context, in *DeleteLoadBalancerRequest, opts ...grpc.CallOption) (*DeleteLoadBalancerResponse, error)
+	// CheckControlPlane checks, without changing anything, what the cloud
+	// must allow for an HA control plane built from the instance: network
+	// rules between the nodes and from the load balancers, the instance's
+	// volumes, keys. Optional: a plugin without it answers Unimplemented.
+	CheckControlPlane(ctx context.Context, in *CheckControlPlaneRequest, opts ...grpc.CallOption) (*CheckControlPlaneResponse, error)
 }
 
 type cloudServiceClient struct {
@@ -334,6 +340,16 @@ func (c *cloudServiceClient) DeleteLoadBalancer(ctx context.Context, in *DeleteL
 	return out, nil
 }
 
+func (c *cloudServiceClient) CheckControlPlane(ctx context.Context, in *CheckControlPlaneRequest, opts ...grpc.CallOption) (*CheckControlPlaneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckControlPlaneResponse)
+	err := c.cc.Invoke(ctx, CloudService_CheckControlPlane_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CloudServiceServer is the server API for CloudService service.
 // All implementations must embed UnimplementedCloudServiceServer
 // for forward compatibility.
@@ -389,6 +405,11 @@ type CloudServiceServer interface {
 	// DeleteLoadBalancer deletes a load balancer, leaving its static address
 	// released.
 	DeleteLoadBalancer(context.Context, *DeleteLoadBalancerRequest) (*DeleteLoadBalancerResponse, error)
+	// CheckControlPlane checks, without changing anything, what the cloud
+	// must allow for an HA control plane built from the instance: network
+	// rules between the nodes and from the load balancers, the instance's
+	// volumes, keys. Optional: a plugin without it answers Unimplemented.
+	CheckControlPlane(context.Context, *CheckControlPlaneRequest) (*CheckControlPlaneResponse, error)
 	mustEmbedUnimplementedCloudServiceServer()
 }
 
@@ -461,6 +482,9 @@ func (UnimplementedCloudServiceServer) SetLoadBalancerBackends(context.Context, 
 }
 func (UnimplementedCloudServiceServer) DeleteLoadBalancer(context.Context, *DeleteLoadBalancerRequest) (*DeleteLoadBalancerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteLoadBalancer not implemented")
+}
+func (UnimplementedCloudServiceServer) CheckControlPlane(context.Context, *CheckControlPlaneRequest) (*CheckControlPlaneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckControlPlane not implemented")
 }
 func (UnimplementedCloudServiceServer) mustEmbedUnimplementedCloudServiceServer() {}
 func (UnimplementedCloudServiceServer) testEmbeddedByValue()                      {}
@@ -861,6 +885,24 @@ func _CloudService_DeleteLoadBalancer_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CloudService_CheckControlPlane_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckControlPlaneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CloudServiceServer).CheckControlPlane(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CloudService_CheckControlPlane_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CloudServiceServer).CheckControlPlane(ctx, req.(*CheckControlPlaneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CloudService_ServiceDesc is the grpc.ServiceDesc for CloudService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -951,6 +993,10 @@ var CloudService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteLoadBalancer",
 			Handler:    _CloudService_DeleteLoadBalancer_Handler,
+		},
+		{
+			MethodName: "CheckControlPlane",
+			Handler:    _CloudService_CheckControlPlane_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
