@@ -161,7 +161,9 @@ func loadBalancerFromProto(l *cloudv1.LoadBalancer) LoadBalancer {
 	return out
 }
 
-func checkToProto(c Check) *cloudv1.Check { return &cloudv1.Check{Name: c.Name, Ok: c.OK, Detail: c.Detail} }
+func checkToProto(c Check) *cloudv1.Check {
+	return &cloudv1.Check{Name: c.Name, Ok: c.OK, Detail: c.Detail}
+}
 
 func checkFromProto(c *cloudv1.Check) Check {
 	return Check{Name: c.GetName(), OK: c.GetOk(), Detail: c.GetDetail()}

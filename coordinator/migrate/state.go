@@ -124,4 +124,6 @@ type CloudAdvice struct {
 // ShutdownDelay is kube-apiserver's --shutdown-delay-duration on the HA
 // nodes: triad's own figure for its health checks, or the cloud's if
 // longer (an NLB checks every 5 s at best).
-func (a CloudAdvice) ShutdownDelay() time.Duration { return max(APIServerShutdownDelay, a.APIServerShutdownDelay) }
+func (a CloudAdvice) ShutdownDelay() time.Duration {
+	return max(APIServerShutdownDelay, a.APIServerShutdownDelay)
+}
