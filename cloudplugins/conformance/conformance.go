@@ -64,6 +64,7 @@ func Run(t *testing.T, factory Factory) {
 		{"AddressesMoveBetweenInstancesAndLoadBalancers", addressMoves},
 		{"LoadBalancersStartWithTrafficDisabled", loadBalancerDefaults},
 		{"HealthChecksDecideWhichBackendsGetTraffic", healthChecks},
+		{"ControlPlaneChecksChangeNothing", controlPlaneChecks},
 		{"ConcurrentCallsAreSafe", concurrency},
 	}
 	for _, c := range cases {
@@ -309,6 +310,15 @@ func loadBalancerDefaults(t *testing.T, f Fixture) {
 	if len(lb.Backends) != 1 || lb.Backends[0].InstanceID != f.Seed {
 		t.Fatalf("backends = %+v", lb.Backends)
 	}
+	// Zones, where the cloud has them, are the plugin's, each once.
+	offered := ok(p.PluginInfo(c)).get(t, "PluginInfo").Zones
+	seen := map[string]bool{}
+	for _, z := range lb.Zones {
+		if !slices.Contains(offered, z.Zone) || seen[z.Zone] {
+			t.Errorf("load balancer zone %+v: not one of the plugin's zones %v, or listed twice", z, offered)
+		}
+		seen[z.Zone] = true
+	}
 	if lb = ok(p.SetLoadBalancerTraffic(c, lb.ID, true)).get(t, "SetLoadBalancerTraffic"); !lb.TrafficEnabled {
 		t.Fatal("traffic not enabled")
 	}
@@ -451,5 +461,40 @@ func concurrency(t *testing.T, f Fixture) {
 	wg.Wait()
 	if left := ok(p.ListInstances(c, map[string]string{"conc": "yes"})).get(t, "ListInstances"); len(left) != 0 {
 		t.Fatalf("%d instances left after concurrent deletes", len(left))
+	}
+}
+
+// controlPlaneChecks: the optional CheckControlPlane answers either
+// ErrUnimplemented or named checks, and changes nothing.
+func controlPlaneChecks(t *testing.T, f Fixture) {
+	p, c := f.Provider, ctx(t)
+	checker, isChecker := p.(sdk.ControlPlaneChecker)
+	if !isChecker {
+		t.Skip("the provider does not implement sdk.ControlPlaneChecker")
+	}
+	zones := ok(p.PluginInfo(c)).get(t, "PluginInfo").Zones
+	world := func() string {
+		return fmt.Sprint(ok(p.ListInstances(c, nil)).get(t, "ListInstances"), ok(p.ListLoadBalancers(c, nil)).get(t, "ListLoadBalancers"),
+			ok(p.ListDiskSnapshots(c, nil)).get(t, "ListDiskSnapshots"), ok(p.ListAddresses(c)).get(t, "ListAddresses"))
+	}
+	before := world()
+	checks, err := checker.CheckControlPlane(c, sdk.CheckControlPlaneRequest{InstanceID: f.Seed, Zones: zones, PrivateAddressID: f.PrivateAddressID,
+		PublicAddressID: f.PublicAddressID, NodePorts: []int{2379, 2380, 9443}, LoadBalancerPorts: []int{6443, 9444}})
+	if errors.Is(err, sdk.ErrUnimplemented) {
+		t.Skip("the plugin does not implement CheckControlPlane")
+	}
+	if err != nil {
+		t.Fatalf("CheckControlPlane: %v", err)
+	}
+	if len(checks) == 0 {
+		t.Error("CheckControlPlane returned no checks")
+	}
+	for _, ch := range checks {
+		if ch.Name == "" || (!ch.OK && ch.Detail == "") {
+			t.Errorf("check %+v: every check needs a name, and a failed one a detail saying what to change", ch)
+		}
+	}
+	if after := world(); after != before {
+		t.Errorf("CheckControlPlane changed the world:\nbefore %s\nafter  %s", before, after)
 	}
 }
