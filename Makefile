@@ -95,6 +95,17 @@ unit: $(CRICTL) ## Unit tests (race detector on).
 e2e: k8s-binaries ## End-to-end tests: real binaries (triad, etcd, kube-apiserver, ...) on loopback.
 	TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -tags e2e -count=1 -timeout 45m $(GOTESTFLAGS) ./e2e/...
 
+.PHONY: conformance-aws
+conformance-aws: ## Conformance suite against a real AWS account (costs money; TRIAD_AWS_CONFORMANCE=fixture.json, cloudplugins/aws/CONFORMANCE.md).
+	@if [ -z "$${TRIAD_AWS_CONFORMANCE:-}" ]; then \
+		echo "conformance-aws: TRIAD_AWS_CONFORMANCE is not set: nothing run (TestConformanceAgainstARealAccount skips without it)."; \
+		echo "  The suite creates EC2 instances, AMIs, EBS snapshots and NLBs in a real AWS account; set it up as"; \
+		echo "  cloudplugins/aws/CONFORMANCE.md says, then: make conformance-aws TRIAD_AWS_CONFORMANCE=path/to/fixture.json"; \
+		exit 0; fi; \
+	fixture=$$TRIAD_AWS_CONFORMANCE; case "$$fixture" in /*) ;; *) fixture="$(CURDIR)/$$fixture";; esac; \
+	echo "TRIAD_AWS_CONFORMANCE=$$fixture go test -count=1 -timeout 60m -run TestConformanceAgainstARealAccount -v ./cloudplugins/aws/"; \
+	TRIAD_AWS_CONFORMANCE="$$fixture" $(GO) test -count=1 -timeout 60m $(GOTESTFLAGS) -run TestConformanceAgainstARealAccount -v ./cloudplugins/aws/
+
 .PHONY: test
 test: lint check-generate breaking unit e2e ## Everything CI runs: lint, generated-code drift, unit and e2e tests.
 

@@ -204,8 +204,14 @@ func TestEveryCallMatchesTheAPIReference(t *testing.T) {
 	must("StopInstance", err)
 	snap, err := p.CreateDiskSnapshot(c, sdk.CreateDiskSnapshotRequest{IdempotencyToken: "op-1-snap", InstanceID: seed.Instance, Labels: map[string]string{"triad.dev/operation": "op-1"}})
 	must("CreateDiskSnapshot", err)
-	if snap.SourceImage != seed.Image || snap.SourceInstanceID != seed.Instance || snap.SizeBytes != 20<<30 {
+	// A clone of every volume: the 8 GiB root and the 20 GiB data volume.
+	if snap.SourceImage != seed.Image || snap.SourceInstanceID != seed.Instance || snap.SizeBytes != 28<<30 || !strings.HasPrefix(snap.ID, "ami-") {
 		t.Errorf("snapshot = %+v", snap)
+	}
+	for _, c := range aws.CheckVolumes(p, c, seed.Instance) {
+		if !c.OK {
+			t.Errorf("volume check of the seed: %+v", c)
+		}
 	}
 	_, err = p.ListDiskSnapshots(c, map[string]string{"triad.dev/operation": "op-1"})
 	must("ListDiskSnapshots", err)
@@ -283,16 +289,24 @@ func TestEveryCallMatchesTheAPIReference(t *testing.T) {
 	}
 
 	wantParams(t, fake, "RunInstances", map[string]string{
-		"ClientToken": "op-1-vm-b", "ImageId": seed.Image, "MinCount": "1", "MaxCount": "1", "SubnetId": seed.Subnets["eu-west-1b"],
+		// The clone boots itself: every volume from its snapshots.
+		"ClientToken": "op-1-vm-b", "ImageId": snap.ID, "MinCount": "1", "MaxCount": "1", "SubnetId": seed.Subnets["eu-west-1b"],
 		"UserData": base64.StdEncoding.EncodeToString(boot), "MetadataOptions.HttpTokens": "required",
 		// Copied from the stopped source instance.
 		"InstanceType": "m6i.large", "SecurityGroupId.1": "sg-0c0ffee0c0ffee000", "KeyName": "ops",
-		"IamInstanceProfile.Arn":          "arn:aws:iam::123456789012:instance-profile/control-plane",
-		"BlockDeviceMapping.1.DeviceName": "/dev/sdf", "BlockDeviceMapping.1.Ebs.SnapshotId": snap.ID,
-		"BlockDeviceMapping.1.Ebs.DeleteOnTermination": "true", "BlockDeviceMapping.1.Ebs.VolumeType": "gp3",
-		"TagSpecification.1.ResourceType": "instance", "TagSpecification.2.ResourceType": "volume",
+		"IamInstanceProfile.Arn": "arn:aws:iam::123456789012:instance-profile/control-plane", "EbsOptimized": "true",
+		"MetadataOptions.HttpPutResponseHopLimit": "2", "TagSpecification.1.ResourceType": "instance", "TagSpecification.2.ResourceType": "volume",
 	})
-	wantParams(t, fake, "CreateSnapshot", map[string]string{"TagSpecification.1.ResourceType": "snapshot"})
+	wantParams(t, fake, "CreateImage", map[string]string{
+		"InstanceId": seed.Instance, "NoReboot": "true", "TagSpecification.1.ResourceType": "image", "TagSpecification.2.ResourceType": "snapshot",
+		"BlockDeviceMapping.1.DeviceName": "/dev/sdf", "BlockDeviceMapping.1.Ebs.DeleteOnTermination": "true",
+		"BlockDeviceMapping.2.DeviceName": "/dev/xvda", "BlockDeviceMapping.2.Ebs.DeleteOnTermination": "true",
+	})
+	wantParams(t, fake, "DescribeImages", map[string]string{"Owner.1": "self", "Filter.1.Name": "name"})
+	wantParams(t, fake, "DeregisterImage", map[string]string{"ImageId": snap.ID})
+	if calls := params(fake, "RunInstances"); len(calls) != 1 || calls[0]["BlockDeviceMapping.1.DeviceName"] != "" {
+		t.Errorf("RunInstances of the clone passes block device mappings (they could override its volumes' encryption): %v", calls)
+	}
 	wantParams(t, fake, "DescribeSnapshots", map[string]string{"Owner.1": "self", "Filter.1.Name": "tag-key", "Filter.1.Value.1": "triad-aws:source-instance"})
 	wantParams(t, fake, "UnassignPrivateIpAddresses", map[string]string{"PrivateIpAddress.1": seed.PrivateAddress})
 	wantParams(t, fake, "AssignPrivateIpAddresses", map[string]string{"PrivateIpAddress.1": seed.PrivateAddress, "AllowReassignment": "false"})
@@ -432,8 +446,9 @@ func TestREADMEPolicyCoversEveryCall(t *testing.T) {
 			t.Errorf("the README's policy lacks %s, which the plugin calls", a)
 		}
 	}
-	// Permissions a call needs besides its own action.
-	implied := []string{"ec2:CreateTags", "elasticloadbalancing:AddTags", "iam:PassRole"}
+	// Permissions a call needs besides its own action; the KMS ones on
+	// the keys of the volumes (TestAKMSEncryptedClone... checks them).
+	implied := append([]string{"ec2:CreateTags", "elasticloadbalancing:AddTags", "iam:PassRole"}, awsfake.KMSVolumeActions()...)
 	for _, a := range granted {
 		if !slices.Contains(awsfake.Actions(), a) && !slices.Contains(implied, a) {
 			t.Errorf("the README's policy grants %s, which the plugin never calls", a)

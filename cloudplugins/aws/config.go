@@ -33,9 +33,10 @@ type Config struct {
 	// to the subnet they go in. These are the plugin's zones.
 	Subnets map[string]string `json:"subnets"`
 	// DataDevice is the device name of the EBS volume that holds the
-	// control plane's state (/etc/kubernetes, /var/lib/etcd). It is what a
-	// disk snapshot copies and what a new instance gets restored at; the
-	// root volume comes from the image. Default /dev/sdf.
+	// control plane's state (/etc/kubernetes, /var/lib/etcd). A disk
+	// snapshot clones every volume; this one is what an instance booted
+	// from another image (a rolling upgrade) still gets from the clone.
+	// Default /dev/sdf.
 	DataDevice string `json:"dataDevice,omitempty"`
 	// DataVolumeType of restored data volumes; default gp3.
 	DataVolumeType string `json:"dataVolumeType,omitempty"`
@@ -50,6 +51,28 @@ type Config struct {
 	SecurityGroupIDs   []string `json:"securityGroupIds,omitempty"`
 	IAMInstanceProfile string   `json:"iamInstanceProfile,omitempty"`
 	KeyName            string   `json:"keyName,omitempty"`
+	// PublicCIDRs may reach the public load balancer's listener (its
+	// security group). Empty: what the control-plane instance's security
+	// groups allowed on the API port. 0.0.0.0/0 is refused unless
+	// AllowPublicFromAnywhere.
+	PublicCIDRs []string `json:"publicCIDRs,omitempty"`
+	// AllowPublicFromAnywhere accepts a public load balancer open to
+	// 0.0.0.0/0 (or ::/0).
+	AllowPublicFromAnywhere bool `json:"allowPublicFromAnywhere,omitempty"`
+	// InternalCIDRs may reach the internal load balancer's listener.
+	// Empty: the VPC's CIDR blocks.
+	InternalCIDRs []string `json:"internalCIDRs,omitempty"`
+	// PreserveClientIP per load balancer scheme. Off by default: with it
+	// on, a node reaching the API through the internal NLB may be routed
+	// to itself and that connection fails (NLB hairpinning); kube-apiserver
+	// then sees the NLB's addresses, and the NLB's security group is what
+	// restricts clients.
+	PreserveClientIP PerScheme `json:"preserveClientIP,omitempty"`
+	// DrainDelay is how long a backend keeps its connections after it
+	// fails its health check or leaves the load balancer (target group
+	// deregistration delay and unhealthy draining interval), and what the
+	// plugin advises triad to wait; default 10s.
+	DrainDelay Duration `json:"drainDelay,omitempty"`
 	// Endpoints override the service endpoints (VPC endpoints, FIPS, or a
 	// test server): keys "ec2" and "elasticloadbalancing".
 	Endpoints map[string]string `json:"endpoints,omitempty"`
@@ -63,6 +86,12 @@ type Config struct {
 	PollInterval Duration `json:"pollInterval,omitempty"`
 	// WaitTimeout bounds each wait; default 15m (NLBs take minutes).
 	WaitTimeout Duration `json:"waitTimeout,omitempty"`
+}
+
+// PerScheme is a setting per load balancer scheme.
+type PerScheme struct {
+	Internal bool `json:"internal,omitempty"`
+	Public   bool `json:"public,omitempty"`
 }
 
 // Duration is a time.Duration written as "5s" in JSON.
@@ -121,6 +150,9 @@ func (c Config) withDefaults() Config {
 	if c.WaitTimeout.Duration == 0 {
 		c.WaitTimeout.Duration = 15 * time.Minute
 	}
+	if c.DrainDelay.Duration == 0 {
+		c.DrainDelay.Duration = 10 * time.Second
+	}
 	return c
 }
 
@@ -148,6 +180,19 @@ func (c Config) validate() error {
 			bad("privateAddresses", "%q is not an IPv4 address", a)
 		}
 	}
+	for field, cidrs := range map[string][]string{"publicCIDRs": c.PublicCIDRs, "internalCIDRs": c.InternalCIDRs} {
+		for _, cidr := range cidrs {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				bad(field, "%q is not a CIDR block like 198.51.100.0/24", cidr)
+			}
+		}
+	}
+	if len(c.PublicCIDRs) > 0 && openToAll(c.PublicCIDRs) && !c.AllowPublicFromAnywhere {
+		bad("publicCIDRs", "0.0.0.0/0 opens the API to the internet; set allowPublicFromAnywhere: true if that is meant")
+	}
+	if d := c.DrainDelay.Duration; d < 0 || d > time.Hour {
+		bad("drainDelay", "must be between 0s and 1h (ELBv2's deregistration delay range), got %s", d)
+	}
 	for k := range c.Endpoints {
 		if k != "ec2" && k != "elasticloadbalancing" {
 			bad("endpoints."+k, "unknown service (ec2, elasticloadbalancing)")
@@ -174,4 +219,14 @@ func (c Config) zones() []string {
 	}
 	slices.Sort(z)
 	return z
+}
+
+// openToAll reports whether cidrs admit every address.
+func openToAll(cidrs []string) bool {
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil && p.Bits() == 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -23,14 +23,21 @@ var errorCodes = map[string]error{
 	"InvalidAddress.NotFound":      sdk.ErrNotFound,
 	"InvalidAMIID.NotFound":        sdk.ErrNotFound,
 	"InvalidAMIID.Malformed":       sdk.ErrNotFound,
+	"InvalidAMIID.Unavailable":     sdk.ErrNotFound, // deregistered
+	"InvalidVolume.NotFound":       sdk.ErrNotFound,
 	"LoadBalancerNotFound":         sdk.ErrNotFound,
 	"TargetGroupNotFound":          sdk.ErrNotFound,
 	"ListenerNotFound":             sdk.ErrNotFound,
+	"InvalidGroup.NotFound":        sdk.ErrNotFound,
+	"InvalidVpcID.NotFound":        sdk.ErrNotFound,
 	// A retried create whose parameters differ from the first call's.
 	"IdempotentParameterMismatch": sdk.ErrAlreadyExists,
 	"DuplicateLoadBalancerName":   sdk.ErrAlreadyExists,
 	"DuplicateTargetGroupName":    sdk.ErrAlreadyExists,
 	"DuplicateListener":           sdk.ErrAlreadyExists,
+	"InvalidAMIName.Duplicate":    sdk.ErrAlreadyExists,
+	"InvalidGroup.Duplicate":      sdk.ErrAlreadyExists,
+	"InvalidPermission.Duplicate": sdk.ErrAlreadyExists,
 	// Wrong state.
 	"IncorrectInstanceState":      sdk.ErrFailedPrecondition,
 	"IncorrectState":              sdk.ErrFailedPrecondition,
@@ -40,6 +47,7 @@ var errorCodes = map[string]error{
 	"InvalidSnapshot.InUse":       sdk.ErrFailedPrecondition,
 	"InvalidConfigurationRequest": sdk.ErrFailedPrecondition,
 	"InvalidTarget":               sdk.ErrFailedPrecondition, // not running
+	"DependencyViolation":         sdk.ErrFailedPrecondition, // a group still in use
 	// Quota and capacity.
 	"InstanceLimitExceeded":             sdk.ErrQuota,
 	"VcpuLimitExceeded":                 sdk.ErrQuota,
@@ -58,6 +66,8 @@ var errorCodes = map[string]error{
 	"ValidationError":             sdk.ErrInvalidArgument,
 	"InvalidSubnet":               sdk.ErrInvalidArgument,
 	"InvalidUserData.Malformed":   sdk.ErrInvalidArgument,
+	"InvalidAMIName.Malformed":    sdk.ErrInvalidArgument,
+	"InvalidBlockDeviceMapping":   sdk.ErrInvalidArgument,
 	// IAM.
 	"UnauthorizedOperation": sdk.ErrPermissionDenied,
 	"AccessDenied":          sdk.ErrPermissionDenied,

@@ -83,6 +83,9 @@ func (p *Provider) instanceView(i types.Instance) sdk.Instance {
 		Labels:    labelsOf(tags),
 		CreatedAt: aws.ToTime(i.LaunchTime),
 	}
+	if img := tags[tagImage]; img != "" {
+		out.Image = img // booted from a clone of an instance of img
+	}
 	if i.Placement != nil {
 		out.Zone = aws.ToString(i.Placement.AvailabilityZone)
 	}
@@ -161,10 +164,16 @@ func (p *Provider) ListInstances(ctx context.Context, labels map[string]string) 
 }
 
 // CreateInstance implements sdk.Provider: RunInstances with the token as
-// ClientToken, the data volume restored from the snapshot at DataDevice,
-// the boot data as user data, and whatever the configuration leaves
-// unset (type, security groups, instance profile, key) copied from the
-// snapshot's source instance. It returns once the instance is running.
+// ClientToken, the disks from the snapshot, the boot data as user data,
+// IMDSv2 required, and whatever the configuration leaves unset (type,
+// security groups, instance profile, key) plus EBS optimization and IMDS
+// settings copied from the snapshot's source instance. A clone (ami-…)
+// boots itself, every volume from its snapshots, unless the request names
+// another image (a rolling upgrade): then that image's root and the
+// clone's other volumes. An earlier release's snapshot (snap-…) boots the
+// image with the data volume restored at DataDevice. It returns once the
+// instance is running, and fails (instead of waiting out the timeout) when
+// EC2 terminates it at launch.
 func (p *Provider) CreateInstance(ctx context.Context, req sdk.CreateInstanceRequest) (sdk.Instance, error) {
 	if err := checkToken(req.IdempotencyToken); err != nil {
 		return sdk.Instance{}, err
@@ -176,14 +185,16 @@ func (p *Provider) CreateInstance(ctx context.Context, req sdk.CreateInstanceReq
 	if len(req.BootData) > sdk.MaxBootData {
 		return sdk.Instance{}, fmt.Errorf("%w: boot data is %d bytes; EC2 user data holds %d", sdk.ErrInvalidArgument, len(req.BootData), sdk.MaxBootData)
 	}
-	snap, err := p.describeSnapshot(ctx, req.DiskSnapshotID)
-	if err != nil {
-		return sdk.Instance{}, err
+	var (
+		in    *ec2.RunInstancesInput
+		snaps []string // the snapshots the instance's volumes come from
+		err   error
+	)
+	if strings.HasPrefix(req.DiskSnapshotID, "ami-") {
+		in, snaps, err = p.launchClone(ctx, req)
+	} else {
+		in, snaps, err = p.launchDataSnapshot(ctx, req)
 	}
-	if snap.State != types.SnapshotStateCompleted {
-		return sdk.Instance{}, fmt.Errorf("%w: snapshot %s is %s, not completed", sdk.ErrFailedPrecondition, req.DiskSnapshotID, snap.State)
-	}
-	in, err := p.launchSpec(ctx, req, tagMap(snap.Tags))
 	if err != nil {
 		return sdk.Instance{}, err
 	}
@@ -196,13 +207,98 @@ func (p *Provider) CreateInstance(ctx context.Context, req sdk.CreateInstanceReq
 		return sdk.Instance{}, fmt.Errorf("RunInstances returned %d instances, want 1", len(out.Instances))
 	}
 	id := aws.ToString(out.Instances[0].InstanceId)
-	if err := p.waitRunning(ctx, id); err != nil {
+	keys := func(ctx context.Context) []string { return p.snapshotKeys(ctx, snaps) }
+	if err := p.waitRunning(ctx, id, keys); err != nil {
 		return sdk.Instance{}, err
 	}
 	return p.GetInstance(ctx, id)
 }
 
-// launchSpec builds RunInstances' input, less the subnet.
+// launchClone builds RunInstances' input for a clone.
+func (p *Provider) launchClone(ctx context.Context, req sdk.CreateInstanceRequest) (*ec2.RunInstancesInput, []string, error) {
+	img, err := p.describeClone(ctx, req.DiskSnapshotID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if img.State != types.ImageStateAvailable {
+		return nil, nil, fmt.Errorf("%w: disk snapshot %s is %s, not available", sdk.ErrFailedPrecondition, req.DiskSnapshotID, img.State)
+	}
+	tags := tagMap(img.Tags)
+	in, err := p.launchSpec(ctx, req, tags)
+	if err != nil {
+		return nil, nil, err
+	}
+	var snaps []string
+	if req.Image == "" || req.Image == tags[tagSourceImage] {
+		// The clone itself: every volume, root included, from its
+		// snapshots with their size, type and encryption (no mapping, so
+		// nothing overrides the snapshots' KMS key).
+		in.ImageId = img.ImageId
+		for _, m := range img.BlockDeviceMappings {
+			if m.Ebs != nil && m.Ebs.SnapshotId != nil {
+				snaps = append(snaps, *m.Ebs.SnapshotId)
+			}
+		}
+		// The image the instance stands for, which GetInstance reports.
+		in.TagSpecifications[0].Tags = tagsOf(ec2Tag, req.Labels, "Name", req.Name, tagToken, req.IdempotencyToken, tagImage, tags[tagSourceImage])
+		return in, snaps, nil
+	}
+	// Another image (a rolling upgrade): its root volume, the clone's
+	// others. No Encrypted or KmsKeyId: a volume restored from a snapshot
+	// keeps the snapshot's encryption and key.
+	for _, m := range img.BlockDeviceMappings {
+		if m.Ebs == nil || m.Ebs.SnapshotId == nil || aws.ToString(m.DeviceName) == aws.ToString(img.RootDeviceName) {
+			continue
+		}
+		ebs := &types.EbsBlockDevice{
+			SnapshotId: m.Ebs.SnapshotId, VolumeSize: m.Ebs.VolumeSize, VolumeType: m.Ebs.VolumeType, DeleteOnTermination: aws.Bool(true),
+		}
+		// RunInstances takes IOPS for io1, io2 and gp3 only, throughput
+		// for gp3 only (DescribeImages reports gp2's baseline IOPS too).
+		switch m.Ebs.VolumeType {
+		case types.VolumeTypeGp3:
+			ebs.Iops, ebs.Throughput = m.Ebs.Iops, m.Ebs.Throughput
+		case types.VolumeTypeIo1, types.VolumeTypeIo2:
+			ebs.Iops = m.Ebs.Iops
+		}
+		in.BlockDeviceMappings = append(in.BlockDeviceMappings, types.BlockDeviceMapping{DeviceName: m.DeviceName, Ebs: ebs})
+		snaps = append(snaps, *m.Ebs.SnapshotId)
+	}
+	if len(snaps) == 0 {
+		// Everything the source had lives on its root volume, which the
+		// other image replaces: the instance would start empty.
+		return nil, nil, fmt.Errorf("%w: disk snapshot %s has no volume besides the root (%s), and image %s brings its own root: an instance of it would have none of %s's state; boot the snapshot's source image %s, or move the state to a data volume at %s", sdk.ErrFailedPrecondition, req.DiskSnapshotID, aws.ToString(img.RootDeviceName), req.Image, tags[tagSourceInstance], tags[tagSourceImage], p.cfg.DataDevice)
+	}
+	return in, snaps, nil
+}
+
+// launchDataSnapshot builds RunInstances' input for an earlier release's
+// disk snapshot: the data volume only, restored at DataDevice.
+func (p *Provider) launchDataSnapshot(ctx context.Context, req sdk.CreateInstanceRequest) (*ec2.RunInstancesInput, []string, error) {
+	snap, err := p.describeSnapshot(ctx, req.DiskSnapshotID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if snap.State != types.SnapshotStateCompleted {
+		return nil, nil, fmt.Errorf("%w: snapshot %s is %s, not completed", sdk.ErrFailedPrecondition, req.DiskSnapshotID, snap.State)
+	}
+	in, err := p.launchSpec(ctx, req, tagMap(snap.Tags))
+	if err != nil {
+		return nil, nil, err
+	}
+	in.BlockDeviceMappings = []types.BlockDeviceMapping{{
+		DeviceName: aws.String(p.cfg.DataDevice),
+		Ebs: &types.EbsBlockDevice{
+			SnapshotId:          aws.String(req.DiskSnapshotID),
+			VolumeType:          types.VolumeType(p.cfg.DataVolumeType),
+			DeleteOnTermination: aws.Bool(true),
+		},
+	}}
+	return in, []string{req.DiskSnapshotID}, nil
+}
+
+// launchSpec builds RunInstances' input, less the subnet and the disks;
+// ImageId is the requested image or the snapshot's source image.
 func (p *Provider) launchSpec(ctx context.Context, req sdk.CreateInstanceRequest, snapTags map[string]string) (*ec2.RunInstancesInput, error) {
 	image := req.Image
 	if image == "" {
@@ -217,14 +313,6 @@ func (p *Provider) launchSpec(ctx context.Context, req sdk.CreateInstanceRequest
 		MinCount:     aws.Int32(1),
 		MaxCount:     aws.Int32(1),
 		InstanceType: types.InstanceType(p.cfg.InstanceType),
-		BlockDeviceMappings: []types.BlockDeviceMapping{{
-			DeviceName: aws.String(p.cfg.DataDevice),
-			Ebs: &types.EbsBlockDevice{
-				SnapshotId:          aws.String(req.DiskSnapshotID),
-				VolumeType:          types.VolumeType(p.cfg.DataVolumeType),
-				DeleteOnTermination: aws.Bool(true),
-			},
-		}},
 		// IMDSv2 only: the agent reads its boot data with a session token.
 		MetadataOptions: &types.InstanceMetadataOptionsRequest{HttpTokens: types.HttpTokensStateRequired, HttpEndpoint: types.InstanceMetadataEndpointStateEnabled},
 		TagSpecifications: []types.TagSpecification{
@@ -247,14 +335,15 @@ func (p *Provider) launchSpec(ctx context.Context, req sdk.CreateInstanceRequest
 	if p.cfg.KeyName != "" {
 		in.KeyName = aws.String(p.cfg.KeyName)
 	}
-	if in.InstanceType != "" && in.SecurityGroupIds != nil && in.IamInstanceProfile != nil {
-		return in, nil
-	}
-	// Clone the rest from the source instance (stopped, but still there
-	// during a migration).
+	// Copy the rest from the source instance (stopped, but still there
+	// during a migration). Long after it, for a rolling upgrade, it may be
+	// gone: then what the configuration sets is enough.
 	srcID := snapTags[tagSourceInstance]
 	src, err := p.describeInstance(ctx, srcID)
 	if err != nil {
+		if in.InstanceType != "" && in.SecurityGroupIds != nil && in.IamInstanceProfile != nil {
+			return in, nil
+		}
 		return nil, fmt.Errorf("%w: snapshot %s: source instance %q to copy the instance type, security groups and profile from: %v (set them in cloud.config)", sdk.ErrInvalidArgument, req.DiskSnapshotID, srcID, err)
 	}
 	if in.InstanceType == "" {
@@ -271,6 +360,16 @@ func (p *Provider) launchSpec(ctx context.Context, req sdk.CreateInstanceRequest
 	if in.KeyName == nil {
 		in.KeyName = src.KeyName
 	}
+	if aws.ToBool(src.EbsOptimized) {
+		in.EbsOptimized = aws.Bool(true)
+	}
+	if mo := src.MetadataOptions; mo != nil {
+		// Pods that reach IMDS through the node need a hop limit above 1.
+		in.MetadataOptions.HttpPutResponseHopLimit = mo.HttpPutResponseHopLimit
+		if mo.InstanceMetadataTags == types.InstanceMetadataTagsStateEnabled {
+			in.MetadataOptions.InstanceMetadataTags = mo.InstanceMetadataTags
+		}
+	}
 	return in, nil
 }
 
@@ -281,14 +380,90 @@ func instanceProfile(s string) *types.IamInstanceProfileSpecification {
 	return &types.IamInstanceProfileSpecification{Name: aws.String(s)}
 }
 
-func (p *Provider) waitRunning(ctx context.Context, id string) error {
-	w := ec2.NewInstanceRunningWaiter(p.ec2, func(o *ec2.InstanceRunningWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.delays()
+// kmsVolumeActions are what the README's IAM policy grants on the KMS
+// keys of the clones' volumes: the actions "Permissions for users" in
+// https://docs.aws.amazon.com/ebs/latest/userguide/ebs-encryption-requirements.html
+// lists for EBS encryption (its kms:ReEncrypt is IAM's ReEncryptFrom and
+// ReEncryptTo).
+var kmsVolumeActions = []string{
+	"kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey",
+	"kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+}
+
+// waitRunning waits until an instance that was launched or started runs.
+// EC2 accepts the call and may fail the launch afterwards: an instance
+// whose volumes it cannot decrypt goes pending → terminated (RunInstances)
+// or pending → stopped (StartInstances) with state reason
+// Client.InternalError. The wait notices and says why, instead of waiting
+// out WaitTimeout for a state the instance never reaches. volumeKeys
+// names the KMS keys of its volumes, for that error.
+func (p *Provider) waitRunning(ctx context.Context, id string, volumeKeys func(context.Context) []string) error {
+	return p.waitFor(ctx, "instance "+id+" to run", func() (bool, error) {
+		i, err := p.describeInstance(ctx, id)
+		switch {
+		case errors.Is(err, sdk.ErrNotFound):
+			return false, nil // not visible yet right after RunInstances (EC2 is eventually consistent)
+		case err != nil:
+			return false, fmt.Errorf("waiting for instance %s to run: %w", id, err)
+		}
+		code := ""
+		if i.StateReason != nil {
+			code = aws.ToString(i.StateReason.Code)
+		}
+		switch i.State.Name {
+		case types.InstanceStateNameRunning:
+			return true, nil
+		case types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated, types.InstanceStateNameStopping:
+			return false, p.launchFailed(ctx, i, volumeKeys)
+		case types.InstanceStateNameStopped:
+			// Stopped right after a start is a stale read, unless EC2 says
+			// it failed the start.
+			if code == "Client.InternalError" {
+				return false, p.launchFailed(ctx, i, volumeKeys)
+			}
+		}
+		return false, nil
 	})
-	if err := w.Wait(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
-		return fmt.Errorf("waiting for instance %s to run: %w", id, mapError(err))
+}
+
+// launchFailed is the error of an instance EC2 did not let run.
+func (p *Provider) launchFailed(ctx context.Context, i types.Instance, volumeKeys func(context.Context) []string) error {
+	what := fmt.Sprintf("instance %s is %s instead of running (state reason %s)", aws.ToString(i.InstanceId), i.State.Name, stateReason(i.StateReason))
+	code := ""
+	if i.StateReason != nil {
+		code = aws.ToString(i.StateReason.Code)
 	}
-	return nil
+	switch code {
+	case "Client.InternalError":
+		// What EC2 says when the caller cannot use the KMS key of a volume
+		// (https://repost.aws/knowledge-center/encrypted-volumes-stops-immediately).
+		if keys := volumeKeys(ctx); len(keys) > 0 {
+			return fmt.Errorf("%w: %s: the likely cause is that the plugin's credentials cannot use the KMS key %s that encrypts its volumes. "+
+				"The README's IAM policy grants %s on that key through ec2.%s.amazonaws.com (statements TriadUsesTheVolumesKMSKeys and TriadLetsEC2GrantOnTheVolumesKMSKeys, cloudplugins/aws/README.md): "+
+				"add the key's ARN to their Resource, and check that the key is enabled and its key policy lets the account's IAM policies allow it (the default key policy does)",
+				sdk.ErrPermissionDenied, what, strings.Join(keys, ", "), strings.Join(kmsVolumeActions, ", "), p.ec2.Options().Region)
+		}
+		return fmt.Errorf("%w: %s: EC2 could not launch it; if its volumes are encrypted with a customer managed KMS key, the plugin needs the README's KMS statements for that key (cloudplugins/aws/README.md)", sdk.ErrFailedPrecondition, what)
+	case "Server.InsufficientInstanceCapacity", "Client.VolumeLimitExceeded":
+		return fmt.Errorf("%w: %s", sdk.ErrQuota, what)
+	}
+	return fmt.Errorf("%w: %s", sdk.ErrFailedPrecondition, what)
+}
+
+// instanceKeys returns the KMS keys of an instance's volumes (best
+// effort, for an error message).
+func (p *Provider) instanceKeys(id string) func(context.Context) []string {
+	return func(ctx context.Context) []string {
+		i, err := p.describeInstance(ctx, id)
+		if err != nil {
+			return nil
+		}
+		vols, err := p.volumesOf(ctx, i)
+		if err != nil {
+			return nil
+		}
+		return volumeKeys(vols)
+	}
 }
 
 // StopInstance implements sdk.Provider and returns once it is stopped.
@@ -304,7 +479,7 @@ func (p *Provider) StopInstance(ctx context.Context, id string) (sdk.Instance, e
 		return sdk.Instance{}, fmt.Errorf("%w: instance %s is %s", sdk.ErrFailedPrecondition, id, i.State.Name)
 	case types.InstanceStateNamePending:
 		// StopInstances refuses a pending instance (IncorrectInstanceState).
-		if err := p.waitRunning(ctx, id); err != nil {
+		if err := p.waitRunning(ctx, id, p.instanceKeys(id)); err != nil {
 			return sdk.Instance{}, err
 		}
 	}
@@ -342,7 +517,7 @@ func (p *Provider) StartInstance(ctx context.Context, id string) (sdk.Instance, 
 			return sdk.Instance{}, mapError(err)
 		}
 	}
-	if err := p.waitRunning(ctx, id); err != nil {
+	if err := p.waitRunning(ctx, id, p.instanceKeys(id)); err != nil {
 		return sdk.Instance{}, err
 	}
 	return p.GetInstance(ctx, id)

@@ -133,9 +133,35 @@ var backendHealth = map[elbtypes.TargetHealthStateEnum]sdk.BackendHealth{
 	elbtypes.TargetHealthStateEnumHealthy:   sdk.BackendHealthy,
 	elbtypes.TargetHealthStateEnumUnhealthy: sdk.BackendUnhealthy,
 	elbtypes.TargetHealthStateEnumDraining:  sdk.BackendUnhealthy,
-	// Not probed: the target group has no listener yet (traffic disabled).
-	elbtypes.TargetHealthStateEnumUnused:      sdk.BackendInitial,
+	// unhealthy.draining: failing its checks, keeping its connections for
+	// the draining interval; it gets no new ones.
+	elbtypes.TargetHealthStateEnum("unhealthy.draining"): sdk.BackendUnhealthy,
+	// Routed nothing: no listener uses the group yet (traffic disabled),
+	// or the target's zone is not enabled on the NLB. Never "initial": a
+	// target in a zone without a subnet mapping stays unused for ever.
+	elbtypes.TargetHealthStateEnumUnused: sdk.BackendUnused,
+	// Health checks disabled; triad always enables them.
 	elbtypes.TargetHealthStateEnumUnavailable: sdk.BackendInitial,
+}
+
+// zonesOf is the load balancer's enabled zones with their addresses.
+func zonesOf(lb elbtypes.LoadBalancer) []sdk.LoadBalancerZone {
+	state := ""
+	if lb.State != nil {
+		state = string(lb.State.Code)
+	}
+	var out []sdk.LoadBalancerZone
+	for _, az := range lb.AvailabilityZones {
+		z := sdk.LoadBalancerZone{Zone: aws.ToString(az.ZoneName), SubnetID: aws.ToString(az.SubnetId), State: state}
+		for _, a := range az.LoadBalancerAddresses {
+			if z.IP = aws.ToString(a.IpAddress); z.IP == "" {
+				z.IP = aws.ToString(a.PrivateIPv4Address)
+			}
+		}
+		out = append(out, z)
+	}
+	slices.SortFunc(out, func(a, b sdk.LoadBalancerZone) int { return strings.Compare(a.Zone, b.Zone) })
+	return out
 }
 
 func (p *Provider) view(ctx context.Context, r lbRecord) (sdk.LoadBalancer, error) {
@@ -144,6 +170,7 @@ func (p *Provider) view(ctx context.Context, r lbRecord) (sdk.LoadBalancer, erro
 		out.Scheme = sdk.SchemePublic
 	}
 	out.AddressID, out.IP = r.address()
+	out.Zones = zonesOf(r.lb)
 	out.ListenerPort, _ = strconv.Atoi(r.tags[tagListenerPort])
 	tgs, err := p.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{TargetGroupArns: []string{r.targetGroup()}})
 	if err != nil {
@@ -224,10 +251,14 @@ func seconds(d time.Duration, lo, hi int32) *int32 {
 }
 
 // CreateLoadBalancer implements sdk.Provider: a target group (TCP,
-// instances, HTTPS health check on the gate), a network load balancer with
-// one subnet mapping on the address, cross-zone load balancing on (one
-// mapping, backends in three zones), and no listener: traffic is disabled
-// until SetLoadBalancerTraffic. It returns once the NLB is active.
+// instances, HTTPS health check on the gate, draining matched to
+// DrainDelay), a security group admitting the clients on the listener
+// port, and a network load balancer with one subnet mapping per configured
+// zone — the address in its own zone's mapping, AWS-assigned addresses in
+// the others — because an NLB routes nothing to targets in zones it has no
+// mapping in, cross-zone load balancing or not. There is no listener:
+// traffic is disabled until SetLoadBalancerTraffic. It returns once the
+// NLB is active.
 //
 // NLB health checks run every 5 to 300 s (the contract's 2 s default
 // becomes 5 s) with a 2 to 120 s timeout; the load balancer returned shows
@@ -257,17 +288,17 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 	if !h.released() {
 		return sdk.LoadBalancer{}, fmt.Errorf("%w: address %s is held by %s; release it first", sdk.ErrFailedPrecondition, a.IP, h)
 	}
-	mapping := elbtypes.SubnetMapping{}
-	scheme := elbtypes.LoadBalancerSchemeEnumInternal
-	if a.Kind == sdk.AddressPrivate {
-		subnet, err := p.subnetFor(ctx, a.IP)
-		if err != nil {
-			return sdk.LoadBalancer{}, err
-		}
-		mapping.SubnetId, mapping.PrivateIPv4Address = aws.String(subnet), aws.String(a.IP)
-	} else {
-		scheme = elbtypes.LoadBalancerSchemeEnumInternetFacing
-		mapping.SubnetId, mapping.AllocationId = aws.String(p.cfg.Subnets[p.cfg.zones()[0]]), aws.String(a.ID)
+	mappings, scheme, err := p.subnetMappings(ctx, a)
+	if err != nil {
+		return sdk.LoadBalancer{}, err
+	}
+	cidrs, err := p.clientCIDRs(ctx, req.Scheme, req.BackendInstanceIDs, req.BackendPort)
+	if err != nil {
+		return sdk.LoadBalancer{}, err
+	}
+	group, err := p.ensureLBGroup(ctx, name, req, cidrs)
+	if err != nil {
+		return sdk.LoadBalancer{}, err
 	}
 	hc := req.HealthCheck.WithDefaults()
 	tg, err := p.elb.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{
@@ -292,15 +323,7 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 	}
 	tgARN := aws.ToString(tg.TargetGroups[0].TargetGroupArn)
 	if _, err := p.elb.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{
-		TargetGroupArn: aws.String(tgARN),
-		Attributes: []elbtypes.TargetGroupAttribute{
-			// A node reaching the API through the internal NLB may be
-			// routed to itself; with the client IP preserved that
-			// connection fails (NLB hairpinning).
-			{Key: aws.String("preserve_client_ip.enabled"), Value: aws.String("false")},
-			// Connections to a removed backend get a minute to finish.
-			{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("60")},
-		},
+		TargetGroupArn: aws.String(tgARN), Attributes: p.targetGroupAttributes(req.Scheme),
 	}); err != nil {
 		return sdk.LoadBalancer{}, mapError(err)
 	}
@@ -309,7 +332,9 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 		Type:           elbtypes.LoadBalancerTypeEnumNetwork,
 		Scheme:         scheme,
 		IpAddressType:  elbtypes.IpAddressTypeIpv4,
-		SubnetMappings: []elbtypes.SubnetMapping{mapping},
+		SubnetMappings: mappings,
+		// An NLB's security groups can only be set at creation.
+		SecurityGroups: []string{group},
 		Tags: tagsOf(elbTag, req.Labels, tagToken, req.IdempotencyToken, tagName, req.Name, tagTargetGroup, tgARN,
 			tagListenerPort, strconv.Itoa(req.ListenerPort)),
 	})
@@ -318,6 +343,60 @@ func (p *Provider) CreateLoadBalancer(ctx context.Context, req sdk.CreateLoadBal
 	}
 	r := lbRecord{lb: out.LoadBalancers[0], tags: map[string]string{tagTargetGroup: tgARN}}
 	return p.finishLoadBalancer(ctx, r, req.BackendInstanceIDs)
+}
+
+// subnetMappings maps every configured zone's subnet; the address goes in
+// the mapping of the subnet that holds it (private) or of the first zone
+// (an Elastic IP is not zonal; clients of that IP enter through that
+// zone's node and cross-zone load balancing spreads them).
+func (p *Provider) subnetMappings(ctx context.Context, a sdk.Address) ([]elbtypes.SubnetMapping, elbtypes.LoadBalancerSchemeEnum, error) {
+	scheme := elbtypes.LoadBalancerSchemeEnumInternal
+	home := p.cfg.Subnets[p.cfg.zones()[0]]
+	if a.Kind == sdk.AddressPrivate {
+		subnet, err := p.subnetFor(ctx, a.IP)
+		if err != nil {
+			return nil, scheme, err
+		}
+		home = subnet
+	} else {
+		scheme = elbtypes.LoadBalancerSchemeEnumInternetFacing
+	}
+	var out []elbtypes.SubnetMapping
+	for _, zone := range p.cfg.zones() {
+		m := elbtypes.SubnetMapping{SubnetId: aws.String(p.cfg.Subnets[zone])}
+		if p.cfg.Subnets[zone] == home {
+			if a.Kind == sdk.AddressPrivate {
+				m.PrivateIPv4Address = aws.String(a.IP)
+			} else {
+				m.AllocationId = aws.String(a.ID)
+			}
+		}
+		out = append(out, m)
+	}
+	return out, scheme, nil
+}
+
+// targetGroupAttributes: client IP preservation as configured; a backend
+// failing its health check (its gate closed) keeps its connections for
+// DrainDelay instead of having them reset, so kube-apiserver's graceful
+// shutdown moves them; a deregistered backend's connections are closed
+// when the same delay ends, so nothing outlives the drain triad waits for.
+func (p *Provider) targetGroupAttributes(scheme sdk.LoadBalancerScheme) []elbtypes.TargetGroupAttribute {
+	preserve := p.cfg.PreserveClientIP.Internal
+	if scheme == sdk.SchemePublic {
+		preserve = p.cfg.PreserveClientIP.Public
+	}
+	drain := strconv.Itoa(int(math.Ceil(p.cfg.DrainDelay.Seconds())))
+	attr := func(k, v string) elbtypes.TargetGroupAttribute {
+		return elbtypes.TargetGroupAttribute{Key: aws.String(k), Value: aws.String(v)}
+	}
+	return []elbtypes.TargetGroupAttribute{
+		attr("preserve_client_ip.enabled", strconv.FormatBool(preserve)),
+		attr("deregistration_delay.timeout_seconds", drain),
+		attr("deregistration_delay.connection_termination.enabled", "true"),
+		attr("target_health_state.unhealthy.connection_termination.enabled", "false"),
+		attr("target_health_state.unhealthy.draining_interval_seconds", drain),
+	}
 }
 
 // finishLoadBalancer turns cross-zone load balancing on, registers the
@@ -478,8 +557,11 @@ func (p *Provider) DeleteLoadBalancer(ctx context.Context, id string) error {
 		return err
 	}
 	addr, _ := r.address()
-	return p.waitFor(ctx, "address "+addr+" to be released", func() (bool, error) {
+	if err := p.waitFor(ctx, "address "+addr+" to be released", func() (bool, error) {
 		_, h, err := p.address(ctx, addr)
 		return err == nil && h.released(), err
-	})
+	}); err != nil {
+		return err
+	}
+	return p.deleteLBGroups(ctx, r.lb.SecurityGroups)
 }

@@ -5,24 +5,26 @@
 //
 // How triad's resources map to AWS:
 //
-//   - instance: an EC2 instance in one of the configured subnets. Its data
-//     disk is the EBS volume at Config.DataDevice; its root volume comes
-//     from the image (AMI).
-//   - disk snapshot: an EBS snapshot of the data volume, tagged with the
-//     source instance and image.
+//   - instance: an EC2 instance in one of the configured subnets; its data
+//     disk is the EBS volume at Config.DataDevice.
+//   - disk snapshot: a clone of the whole stopped instance, an AMI made by
+//     CreateImage from every EBS volume (root and data), tagged with the
+//     source instance and image; an instance created from it boots the
+//     clone, or another image plus the clone's non-root volumes.
 //   - public address: an Elastic IP (id eipalloc-…).
 //   - private address: one of Config.PrivateAddresses, a secondary private
 //     IP of an instance's primary interface (id = the IP). See README.md for
 //     why a primary private IP cannot be one.
-//   - load balancer: a Network Load Balancer with one subnet mapping on the
-//     address (PrivateIPv4Address or AllocationId), a TCP target group of
-//     instances health-checked over HTTPS on the agent's gate, and, while
-//     traffic is enabled, a TCP listener forwarding to it.
+//   - load balancer: a Network Load Balancer with one subnet mapping per
+//     configured zone (the address in its own zone's), a security group of
+//     its own, a TCP target group of instances health-checked over HTTPS on
+//     the agent's gate, and, while traffic is enabled, a TCP listener
+//     forwarding to it.
 //
 // Idempotency: RunInstances takes the caller's token as ClientToken;
-// CreateSnapshot has none, so the token is a tag looked up first; load
-// balancers and target groups are named after a hash of the token, which
-// AWS treats as idempotent.
+// CreateImage has none, so the clone is named after a hash of the token and
+// looked up first; load balancers, target groups and their security groups
+// are named after a hash of the token too.
 package aws
 
 import (
@@ -103,8 +105,17 @@ func New(ctx context.Context, cfg Config, opts ...func(*awsconfig.LoadOptions) e
 
 // PluginInfo implements sdk.Provider. Images are free-form AMI ids.
 func (p *Provider) PluginInfo(ctx context.Context) (sdk.PluginInfo, error) {
-	return sdk.PluginInfo{Name: "aws", Version: Version, APIVersions: []string{sdk.APIVersion}, Zones: p.cfg.zones()}, nil
+	return sdk.PluginInfo{Name: "aws", Version: Version, APIVersions: []string{sdk.APIVersion}, Zones: p.cfg.zones(),
+		RecommendedDrainDelay: p.cfg.DrainDelay.Duration,
+		// The shortest NLB health check (5 s) failing twice, plus time for
+		// the NLB's nodes to act on the verdict.
+		RecommendedAPIServerShutdownDelay: nlbMinInterval*2 + 5*time.Second,
+	}, nil
 }
+
+// nlbMinInterval is the shortest health-check interval an NLB target
+// group takes.
+const nlbMinInterval = 5 * time.Second
 
 // Tags the plugin keeps for itself; they never show up as labels.
 const (

@@ -14,6 +14,13 @@ import (
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 )
 
+// Disk snapshots. A disk snapshot is a clone of the whole stopped
+// instance, an AMI (id ami-…, images.go). Earlier releases snapshotted
+// the data volume only (an EBS snapshot, id snap-…); GetDiskSnapshot,
+// ListDiskSnapshots, DeleteDiskSnapshot and CreateInstance still take
+// those, so that operations journaled before an upgrade of the plugin
+// finish.
+
 var snapshotStates = map[types.SnapshotState]sdk.DiskSnapshotState{
 	types.SnapshotStatePending:     sdk.DiskSnapshotPending,
 	types.SnapshotStateCompleted:   sdk.DiskSnapshotReady,
@@ -49,7 +56,8 @@ func (p *Provider) describeSnapshot(ctx context.Context, id string) (types.Snaps
 	return out.Snapshots[0], nil
 }
 
-// triadSnapshots lists this account's snapshots that triad took, with
+// triadSnapshots lists this account's EBS snapshots that triad took
+// (earlier releases' disk snapshots and the clones' snapshots), with
 // extra filters.
 func (p *Provider) triadSnapshots(ctx context.Context, filters ...types.Filter) ([]types.Snapshot, error) {
 	in := &ec2.DescribeSnapshotsInput{
@@ -68,65 +76,50 @@ func (p *Provider) triadSnapshots(ctx context.Context, filters ...types.Filter) 
 	return out, nil
 }
 
-// CreateDiskSnapshot implements sdk.Provider: CreateSnapshot of the
-// stopped instance's data volume, then wait until completed. CreateSnapshot
-// takes no client token, so the token is a tag, looked up first: a retry
-// after a lost reply finds the first snapshot. (Two concurrent calls with
-// one token can still both create; triad never makes them.)
+// CreateDiskSnapshot implements sdk.Provider: an AMI of the stopped
+// instance with every EBS volume (CreateImage), named after the token
+// (cloneName) and looked up by name first, so that a retry after a lost
+// reply finds the first one; then wait until it is available. A clone
+// that failed is deleted and made again.
 func (p *Provider) CreateDiskSnapshot(ctx context.Context, req sdk.CreateDiskSnapshotRequest) (sdk.DiskSnapshot, error) {
 	if err := checkToken(req.IdempotencyToken); err != nil {
 		return sdk.DiskSnapshot{}, err
 	}
-	found, err := p.triadSnapshots(ctx, types.Filter{Name: aws.String("tag:" + tagToken), Values: []string{req.IdempotencyToken}})
+	name := cloneName(req.IdempotencyToken)
+	img, err := p.cloneNamed(ctx, name)
 	if err != nil {
 		return sdk.DiskSnapshot{}, err
 	}
-	found = slices.DeleteFunc(found, func(s types.Snapshot) bool { return s.State == types.SnapshotStateError })
-	var id string
-	if len(found) > 0 {
-		id = aws.ToString(found[0].SnapshotId)
-	} else {
-		if id, err = p.snapshotDataVolume(ctx, req); err != nil {
-			return sdk.DiskSnapshot{}, err
+	if img != nil && failed(img.State) {
+		if err := p.deleteClone(ctx, *img); err != nil {
+			return sdk.DiskSnapshot{}, fmt.Errorf("replacing failed clone %s: %w", aws.ToString(img.ImageId), err)
 		}
+		img = nil
 	}
-	w := ec2.NewSnapshotCompletedWaiter(p.ec2, func(o *ec2.SnapshotCompletedWaiterOptions) {
-		o.MinDelay, o.MaxDelay = p.delays()
-	})
-	if err := w.Wait(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}}, p.cfg.WaitTimeout.Duration); err != nil {
-		return sdk.DiskSnapshot{}, fmt.Errorf("waiting for snapshot %s to complete: %w", id, mapError(err))
+	var id string
+	if img != nil {
+		if src := tagMap(img.Tags)[tagSourceInstance]; src != req.InstanceID {
+			return sdk.DiskSnapshot{}, fmt.Errorf("%w: idempotency token %q already made disk snapshot %s, of instance %s, not %s", sdk.ErrAlreadyExists, req.IdempotencyToken, aws.ToString(img.ImageId), src, req.InstanceID)
+		}
+		id = aws.ToString(img.ImageId)
+	} else if id, err = p.createClone(ctx, req, name); err != nil {
+		return sdk.DiskSnapshot{}, err
+	}
+	if err := p.waitClone(ctx, id); err != nil {
+		return sdk.DiskSnapshot{}, err
 	}
 	return p.GetDiskSnapshot(ctx, id)
 }
 
-func (p *Provider) snapshotDataVolume(ctx context.Context, req sdk.CreateDiskSnapshotRequest) (string, error) {
-	inst, err := p.describeInstance(ctx, req.InstanceID)
-	if err != nil {
-		return "", err
-	}
-	if inst.State.Name != types.InstanceStateNameStopped {
-		return "", fmt.Errorf("%w: instance %s is %s; snapshot a stopped instance (its disk is consistent only then)", sdk.ErrFailedPrecondition, req.InstanceID, inst.State.Name)
-	}
-	view := p.instanceView(inst)
-	if view.DiskID == "" {
-		return "", fmt.Errorf("%w: instance %s has no EBS volume at %s (cloud.config.dataDevice)", sdk.ErrFailedPrecondition, req.InstanceID, p.cfg.DataDevice)
-	}
-	out, err := p.ec2.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{
-		VolumeId:    aws.String(view.DiskID),
-		Description: aws.String(fmt.Sprintf("triad: data volume of %s", req.InstanceID)),
-		TagSpecifications: []types.TagSpecification{{
-			ResourceType: types.ResourceTypeSnapshot,
-			Tags:         tagsOf(ec2Tag, req.Labels, tagToken, req.IdempotencyToken, tagSourceInstance, req.InstanceID, tagSourceImage, view.Image),
-		}},
-	})
-	if err != nil {
-		return "", mapError(err)
-	}
-	return aws.ToString(out.SnapshotId), nil
-}
-
 // GetDiskSnapshot implements sdk.Provider.
 func (p *Provider) GetDiskSnapshot(ctx context.Context, id string) (sdk.DiskSnapshot, error) {
+	if strings.HasPrefix(id, "ami-") {
+		img, err := p.describeClone(ctx, id)
+		if err != nil {
+			return sdk.DiskSnapshot{}, err
+		}
+		return imageView(img), nil
+	}
 	s, err := p.describeSnapshot(ctx, id)
 	if err != nil {
 		return sdk.DiskSnapshot{}, err
@@ -134,29 +127,74 @@ func (p *Provider) GetDiskSnapshot(ctx context.Context, id string) (sdk.DiskSnap
 	return snapshotView(s), nil
 }
 
-// ListDiskSnapshots implements sdk.Provider: the snapshots triad took
-// carrying every label.
+// ListDiskSnapshots implements sdk.Provider: the clones triad made
+// carrying every label, and the EBS snapshots triad took that belong to
+// no clone (earlier releases' disk snapshots, and the snapshots of a
+// clone whose deletion stopped half way) so that a cleanup by label finds
+// them.
 func (p *Provider) ListDiskSnapshots(ctx context.Context, labels map[string]string) ([]sdk.DiskSnapshot, error) {
+	// Snapshots first: a snapshot listed here belongs to a clone that the
+	// next call lists, unless the clone is gone.
 	snaps, err := p.triadSnapshots(ctx, labelFilters(labels)...)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]sdk.DiskSnapshot, 0, len(snaps))
+	clones, err := p.images(ctx, append([]types.Filter{{Name: aws.String("tag-key"), Values: []string{tagSourceInstance}}}, labelFilters(labels)...)...)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	out := make([]sdk.DiskSnapshot, 0, len(clones)+len(snaps))
+	for _, img := range clones {
+		live[aws.ToString(img.Name)] = true
+		out = append(out, imageView(img))
+	}
+	var unknown []string
 	for _, s := range snaps {
-		out = append(out, snapshotView(s))
+		if c := tagMap(s.Tags)[tagClone]; c != "" && !live[c] && !slices.Contains(unknown, c) {
+			unknown = append(unknown, c)
+		}
+	}
+	if len(unknown) > 0 {
+		// Clones whose labels changed since: still there, still theirs.
+		more, err := p.images(ctx, types.Filter{Name: aws.String("name"), Values: unknown})
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range more {
+			live[aws.ToString(img.Name)] = true
+		}
+	}
+	for _, s := range snaps {
+		if c := tagMap(s.Tags)[tagClone]; c == "" || !live[c] {
+			out = append(out, snapshotView(s))
+		}
 	}
 	slices.SortFunc(out, func(a, b sdk.DiskSnapshot) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
-// DeleteDiskSnapshot implements sdk.Provider.
+// DeleteDiskSnapshot implements sdk.Provider: a clone is deregistered and
+// its snapshots deleted; an AMI triad did not make is refused.
 func (p *Provider) DeleteDiskSnapshot(ctx context.Context, id string) error {
-	if !strings.HasPrefix(id, "snap-") {
-		return nil
+	switch {
+	case strings.HasPrefix(id, "ami-"):
+		img, err := p.describeImage(ctx, id)
+		if errors.Is(err, sdk.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if !isClone(img) {
+			return fmt.Errorf("%w: AMI %s is not a disk snapshot triad made (no %s tag); the plugin does not deregister it", sdk.ErrFailedPrecondition, id, tagSourceInstance)
+		}
+		return p.deleteClone(ctx, img)
+	case strings.HasPrefix(id, "snap-"):
+		_, err := p.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
+		if err = mapError(err); errors.Is(err, sdk.ErrNotFound) {
+			return nil
+		}
+		return err
 	}
-	_, err := p.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
-	if err = mapError(err); errors.Is(err, sdk.ErrNotFound) {
-		return nil
-	}
-	return err
+	return nil
 }

@@ -39,7 +39,10 @@ type Provider interface {
 	// is not an error.
 	DeleteInstance(ctx context.Context, id string) error
 
-	// CreateDiskSnapshot snapshots the data disk of a stopped instance.
+	// CreateDiskSnapshot snapshots the disks of a stopped instance: at
+	// least its data disk; a plugin may clone the whole instance (the AWS
+	// plugin makes an AMI of every volume), so that what was installed on
+	// the root disk after launch comes along.
 	CreateDiskSnapshot(ctx context.Context, req CreateDiskSnapshotRequest) (DiskSnapshot, error)
 	GetDiskSnapshot(ctx context.Context, id string) (DiskSnapshot, error)
 	ListDiskSnapshots(ctx context.Context, labels map[string]string) ([]DiskSnapshot, error)
@@ -168,7 +171,8 @@ const (
 	DiskSnapshotError   DiskSnapshotState = "error"
 )
 
-// DiskSnapshot is a point-in-time copy of an instance's data disk.
+// DiskSnapshot is a point-in-time copy of an instance's disks (at least its
+// data disk; see CreateDiskSnapshot).
 type DiskSnapshot struct {
 	ID               string
 	SourceInstanceID string

@@ -25,17 +25,34 @@ func (s *Server) ec2(action string, q query) (any, *apiError) {
 	case "StopInstances":
 		return s.changeState(q, map[string]string{"running": "stopping", "pending": ""}, "stopped")
 	case "StartInstances":
-		return s.changeState(q, map[string]string{"stopped": "pending"}, "running")
+		body, aerr := s.changeState(q, map[string]string{"stopped": "pending"}, "running")
+		if aerr == nil {
+			s.startFailures(q.list("InstanceId"))
+		}
+		return body, aerr
 	case "TerminateInstances":
 		return s.changeState(q, map[string]string{"running": "shutting-down", "stopped": "shutting-down", "pending": "shutting-down", "stopping": "shutting-down"}, "terminated")
-	case "CreateSnapshot":
-		return s.createSnapshot(q)
+	case "CreateImage":
+		return s.createImage(q)
+	case "DescribeImages":
+		return s.describeImages(q)
+	case "DeregisterImage":
+		return s.deregisterImage(q)
+	case "DescribeVolumes":
+		return s.describeVolumes(q)
 	case "DescribeSnapshots":
 		return s.describeSnapshots(q)
 	case "DeleteSnapshot":
+		// "You cannot delete a snapshot of the root device of an EBS volume
+		// used by a registered AMI. You must first de-register the AMI";
+		// the fake refuses any snapshot a registered image maps.
+		// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteSnapshot.html
 		id := q.Get("SnapshotId")
 		if s.snapshots[id] == nil {
 			return nil, errorf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
+		}
+		if img := s.imageUsing(id); img != nil {
+			return nil, errorf("InvalidSnapshot.InUse", "The snapshot %s is currently in use by %s", id, img.id)
 		}
 		delete(s.snapshots, id)
 		return struct {
@@ -99,8 +116,10 @@ func (s *Server) launch(sn *subnet, image, itype, ip string, userData []byte) *i
 	in := &instance{
 		id: s.newID("i-"), image: image, itype: itype, subnet: sn.id, az: sn.az, state: "pending",
 		transition: s.after("running"), tags: map[string]string{}, devices: map[string]string{}, launch: time.Now().UTC(), userData: userData,
+		// RunInstances' defaults: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceMetadataOptionsRequest.html
+		httpTokens: "optional", hopLimit: 1, mdTags: "disabled",
 	}
-	root := &volume{id: s.newID("vol-"), size: 8, deleteOnTermin: true}
+	root := &volume{id: s.newID("vol-"), size: 8, deleteOnTermin: true, volumeType: "gp3", iops: 3000, throughput: 125, az: sn.az}
 	s.volumes[root.id] = root
 	in.devices["/dev/xvda"] = root.id
 	in.eni = &eni{id: s.newID("eni-"), subnet: sn.id, ifType: "interface", instance: in.id, ips: []string{ip}}
@@ -134,7 +153,15 @@ func (s *Server) instanceXML(in *instance) xInstance {
 	x := xInstance{
 		InstanceID: in.id, ImageID: in.image, State: xState{stateCodes[in.state], in.state}, InstanceType: in.itype,
 		Placement: xPlacement{in.az}, KeyName: in.key, LaunchTime: in.launch.Format(time.RFC3339), ClientToken: in.token,
-		RootDeviceName: "/dev/xvda", Tags: xTags(in.tags),
+		RootDeviceName: "/dev/xvda", RootDeviceType: "ebs", EbsOptimized: in.ebsOptimized, Tags: xTags(in.tags),
+		Metadata: &xMetadata{State: "applied", HTTPTokens: in.httpTokens, HopLimit: in.hopLimit, HTTPEndpoint: "enabled", Tags: in.mdTags},
+	}
+	if in.rootType != "" {
+		x.RootDeviceType = in.rootType
+	}
+	if in.reasonCode != "" {
+		x.StateReason = &xStateReason{in.reasonCode, in.reasonMsg}
+		x.Reason = in.reasonMsg
 	}
 	if in.profile != "" {
 		x.Profile = &xProfile{in.profile}
@@ -146,7 +173,18 @@ func (s *Server) instanceXML(in *instance) xInstance {
 		return x
 	}
 	for _, dev := range slices.Sorted(maps.Keys(in.devices)) {
-		x.BDM = append(x.BDM, xBDM{dev, xEBS{in.devices[dev], "attached", s.volumes[in.devices[dev]].deleteOnTermin}})
+		v := s.volumes[in.devices[dev]]
+		if v == nil {
+			continue
+		}
+		state := v.attach
+		if state == "" {
+			state = "attached"
+		}
+		if state == "detached" {
+			continue
+		}
+		x.BDM = append(x.BDM, xBDM{dev, xEBS{v.id, state, v.deleteOnTermin}})
 	}
 	x.SubnetID, x.VpcID, x.PrivateIP = in.subnet, s.seed.VPCID, in.eni.ips[0]
 	ni := xInstanceENI{NetworkInterfaceID: in.eni.id, SubnetID: in.subnet, VpcID: s.seed.VPCID, PrivateIPAddress: in.eni.ips[0],
@@ -231,16 +269,9 @@ func (s *Server) runInstances(q query) (any, *apiError) {
 			return nil, errorf("InvalidParameterValue", "User data is limited to 16384 bytes")
 		}
 	}
-	devices := map[string]*volume{}
-	for _, p := range q.structs("BlockDeviceMapping") {
-		snap := s.snapshots[q.Get(p+"Ebs.SnapshotId")]
-		if snap == nil {
-			return nil, errorf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", q.Get(p+"Ebs.SnapshotId"))
-		}
-		if snap.state != "completed" {
-			return nil, errorf("IncorrectState", "Snapshot '%s' is not completed", snap.id)
-		}
-		devices[q.Get(p+"DeviceName")] = &volume{snapshot: snap.id, size: snap.size, deleteOnTermin: q.Get(p+"Ebs.DeleteOnTermination") == "true"}
+	devices, aerr := s.launchVolumes(q)
+	if aerr != nil {
+		return nil, aerr
 	}
 	ip := q.Get("PrivateIpAddress")
 	if ip == "" {
@@ -252,14 +283,32 @@ func (s *Server) runInstances(q query) (any, *apiError) {
 	}
 	in := s.launch(sn, q.Get("ImageId"), q.Get("InstanceType"), ip, userData)
 	in.token, in.key, in.groups = token, q.Get("KeyName"), q.list("SecurityGroupId")
+	in.eni.groups = in.groups
 	in.profile = q.Get("IamInstanceProfile.Arn")
 	if n := q.Get("IamInstanceProfile.Name"); n != "" {
 		in.profile = "arn:aws:iam::" + account + ":instance-profile/" + n
 	}
-	for dev, v := range devices {
-		v.id = s.newID("vol-")
+	for _, dev := range slices.Sorted(maps.Keys(devices)) {
+		v := devices[dev]
+		if old := in.devices[dev]; old != "" {
+			delete(s.volumes, old) // the image's root replaces the default one
+		}
+		v.id, v.az = s.newID("vol-"), sn.az
 		s.volumes[v.id] = v
 		in.devices[dev] = v.id
+	}
+	in.ebsOptimized = q.Get("EbsOptimized") == "true"
+	if v := q.Get("MetadataOptions.HttpTokens"); v != "" {
+		in.httpTokens = v
+	}
+	if v := q.Get("MetadataOptions.InstanceMetadataTags"); v != "" {
+		in.mdTags = v
+	}
+	in.hopLimit = q.int("MetadataOptions.HttpPutResponseHopLimit", in.hopLimit)
+	// The call succeeds; the launch fails afterwards.
+	if code, msg := s.launchFailure(s.volumesOf(in)); code != "" {
+		in.transition = s.after("terminated")
+		in.reasonCode, in.reasonMsg = code, msg
 	}
 	in.settings = settings
 	if tags := q.tagSpecs()["instance"]; tags != nil {
@@ -269,6 +318,101 @@ func (s *Server) runInstances(q query) (any, *apiError) {
 		s.tokens[token] = in.id
 	}
 	return s.reservation(in), nil
+}
+
+// launchVolumes returns the volumes RunInstances creates besides the
+// default root volume, by device: those of the image's block device
+// mappings when it is one of the account's images, then those of the
+// request's, which override the image's device by device
+// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/block-device-mapping-concepts.html).
+// A volume from a snapshot keeps the snapshot's encryption and key: the
+// request cannot pass Encrypted or KmsKeyId (shapes.go), and "a
+// RunInstances action maintains the existing encryption state of an AMI's
+// source snapshots while restoring EBS volumes from them"
+// (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/AMIEncryption.html).
+func (s *Server) launchVolumes(q query) (map[string]*volume, *apiError) {
+	devices := map[string]*volume{}
+	if img := s.images[q.Get("ImageId")]; img != nil {
+		switch img.state {
+		case "available":
+		case "deregistered":
+			return nil, errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", img.id)
+		default:
+			// Our reading: AWS refuses to launch an image that is not available.
+			return nil, errorf("InvalidAMIID.Unavailable", "The image '%s' is %s", img.id, img.state)
+		}
+		for _, m := range img.bdms {
+			sn := s.snapshots[m.snapshot]
+			if sn == nil {
+				return nil, errorf("InvalidSnapshot.NotFound", "The snapshot '%s' of image %s does not exist.", m.snapshot, img.id)
+			}
+			devices[m.device] = &volume{snapshot: sn.id, size: m.size, volumeType: m.volumeType, iops: m.iops, throughput: m.throughput,
+				deleteOnTermin: m.deleteOnTermination, encrypted: sn.encrypted, kmsKey: sn.kmsKey}
+		}
+	}
+	for _, p := range q.structs("BlockDeviceMapping") {
+		dev := q.Get(p + "DeviceName")
+		v := devices[dev]
+		if id := q.Get(p + "Ebs.SnapshotId"); id != "" {
+			sn := s.snapshots[id]
+			if sn == nil {
+				return nil, errorf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
+			}
+			if sn.state != "completed" {
+				return nil, errorf("IncorrectState", "Snapshot '%s' is not completed", sn.id)
+			}
+			// The type when the mapping names none: our reading (gp2,
+			// EC2's long-standing default).
+			v = &volume{snapshot: sn.id, size: sn.size, volumeType: "gp2", encrypted: sn.encrypted, kmsKey: sn.kmsKey}
+		} else if v == nil {
+			return nil, errorf("InvalidBlockDeviceMapping", "the fake creates the volume at %s from a snapshot only", dev)
+		} else {
+			c := *v
+			v = &c
+		}
+		if n := q.int(p+"Ebs.VolumeSize", 0); n != 0 {
+			if n < v.size {
+				return nil, errorf("InvalidBlockDeviceMapping", "Volume of size %dGB is smaller than snapshot '%s', expect size >= %dGB", n, v.snapshot, v.size)
+			}
+			v.size = n
+		}
+		if t := q.Get(p + "Ebs.VolumeType"); t != "" {
+			v.volumeType = t
+		}
+		v.iops = q.int(p+"Ebs.Iops", v.iops)
+		v.throughput = q.int(p+"Ebs.Throughput", v.throughput)
+		if d := q.Get(p + "Ebs.DeleteOnTermination"); d != "" {
+			v.deleteOnTermin = d == "true"
+		}
+		devices[dev] = v
+	}
+	return devices, nil
+}
+
+// volumesOf returns an instance's volumes.
+func (s *Server) volumesOf(in *instance) []*volume {
+	var out []*volume
+	for _, id := range in.devices {
+		out = append(out, s.volumes[id])
+	}
+	return out
+}
+
+// startFailures fails the start of the instances that just went pending
+// whose volumes' KMS key the caller cannot use: they go back to stopped
+// with the state reason (launchFailure).
+func (s *Server) startFailures(ids []string) {
+	for _, id := range ids {
+		in := s.instances[id]
+		if in == nil || in.state != "pending" {
+			continue
+		}
+		in.reasonCode, in.reasonMsg = "", ""
+		if code, msg := s.launchFailure(s.volumesOf(in)); code != "" {
+			in.transition = s.after("stopped")
+			in.reasonCode, in.reasonMsg = code, msg
+		}
+	}
 }
 
 func (s *Server) reservation(in *instance) any {
@@ -323,26 +467,13 @@ func (s *Server) terminated(in *instance) {
 	}
 }
 
-func (s *Server) createSnapshot(q query) (any, *apiError) {
-	v := s.volumes[q.Get("VolumeId")]
-	if v == nil {
-		return nil, errorf("InvalidVolume.NotFound", "The volume '%s' does not exist.", q.Get("VolumeId"))
-	}
-	sn := &snapshot{id: s.newID("snap-"), volume: v.id, state: "pending", transition: s.after("completed"), size: v.size,
-		tags: q.tagSpecs()["snapshot"], start: time.Now().UTC(), description: q.Get("Description")}
-	if sn.tags == nil {
-		sn.tags = map[string]string{}
-	}
-	s.snapshots[sn.id] = sn
-	return s.snapshotXML(sn), nil
-}
-
 func (s *Server) snapshotXML(sn *snapshot) xSnapshot {
 	progress := "0%"
 	if sn.state == "completed" {
 		progress = "100%"
 	}
-	return xSnapshot{sn.id, sn.volume, sn.state, sn.start.Format(time.RFC3339), progress, account, sn.size, sn.description, xTags(sn.tags)}
+	return xSnapshot{SnapshotID: sn.id, VolumeID: sn.volume, Status: sn.state, StartTime: sn.start.Format(time.RFC3339), Progress: progress,
+		OwnerID: account, VolumeSize: sn.size, Description: sn.description, Encrypted: sn.encrypted, KmsKeyID: sn.kmsKey, Tags: xTags(sn.tags)}
 }
 
 func (s *Server) describeSnapshots(q query) (any, *apiError) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,9 +71,16 @@ func (s *Server) elb(action string, q query) (any, *apiError) {
 		if t == nil {
 			return nil, errorf("TargetGroupNotFound", "Target groups '[%s]' not found", q.Get("TargetGroupArn"))
 		}
+		// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetGroupAttribute.html
+		if r := s.unhealthyDrainingRule(q, t.attrs); r != nil {
+			return nil, r
+		}
 		return s.setAttributes(q, t.attrs, map[string]func(string) bool{
-			"preserve_client_ip.enabled":           isBool,
-			"deregistration_delay.timeout_seconds": inRange(0, 3600),
+			"preserve_client_ip.enabled":                                   isBool,
+			"deregistration_delay.timeout_seconds":                         inRange(0, 3600),
+			"deregistration_delay.connection_termination.enabled":          isBool,
+			"target_health_state.unhealthy.connection_termination.enabled": isBool,
+			"target_health_state.unhealthy.draining_interval_seconds":      inRange(0, 360000),
 		})
 	case "CreateLoadBalancer":
 		return s.createLB(q)
@@ -118,8 +126,10 @@ func (s *Server) elb(action string, q query) (any, *apiError) {
 					delete(s.listeners, arn)
 				}
 			}
-			if ni := s.enis[l.eni]; ni != nil {
-				ni.gone = time.Now().Add(s.linger())
+			for _, z := range l.zones {
+				if ni := s.enis[z.eni]; ni != nil {
+					ni.gone = time.Now().Add(s.linger())
+				}
 			}
 			delete(s.lbs, l.arn)
 		}
@@ -172,11 +182,21 @@ func (s *Server) lbXML(l *lb) eLB {
 	x := eLB{LoadBalancerArn: l.arn, DNSName: l.name + "-0123456789.elb." + s.seed.Region + ".amazonaws.com", LoadBalancerName: l.name,
 		Scheme: l.scheme, VpcID: s.seed.VPCID, Type: "network", IPAddressType: "ipv4", CreatedTime: l.created.Format(time.RFC3339)}
 	x.State.Code = l.state
-	addr := eLBAddress{PrivateIPv4Address: l.privateIP}
-	if l.alloc != "" {
-		addr = eLBAddress{IPAddress: s.eips[l.alloc].ip, AllocationID: l.alloc}
+	for _, z := range l.zones {
+		var addr eLBAddress
+		switch ni := s.enis[z.eni]; {
+		case z.alloc != "":
+			addr = eLBAddress{IPAddress: s.eips[z.alloc].ip, AllocationID: z.alloc}
+		case l.scheme == "internal" && ni != nil:
+			addr = eLBAddress{PrivateIPv4Address: ni.ips[0]}
+		case ni != nil:
+			// An AWS-assigned public address in front of the node's
+			// private one (TEST-NET-3, never routed).
+			addr = eLBAddress{IPAddress: "203.0.113." + strconv.Itoa(200+len(x.AZs)), PrivateIPv4Address: ni.ips[0]}
+		}
+		x.AZs = append(x.AZs, eAZ{s.subnets[z.subnet].az, z.subnet, []eLBAddress{addr}})
 	}
-	x.AZs = []eAZ{{s.subnets[l.subnet].az, l.subnet, []eLBAddress{addr}}}
+	x.SecurityGroups = l.groups
 	return x
 }
 
@@ -271,6 +291,13 @@ func (s *Server) createTG(q query) (any, *apiError) {
 	}{[]eTG{s.tgXML(t)}}, nil
 }
 
+// createLB creates a network load balancer with one node per subnet
+// mapping. AWS rules the fake enforces (API reference, CreateLoadBalancer;
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html#availability-zones):
+// at most one subnet per Availability Zone; an internal NLB's mapping may
+// name a PrivateIPv4Address from its subnet, an internet-facing one an
+// AllocationId; mappings without an address get one AWS assigns; security
+// groups can only be given at creation.
 func (s *Server) createLB(q query) (any, *apiError) {
 	name := q.Get("Name")
 	if len(name) > 32 || name == "" || strings.HasPrefix(name, "-") || strings.HasPrefix(name, "internal-") {
@@ -280,16 +307,27 @@ func (s *Server) createLB(q query) (any, *apiError) {
 		return nil, errorf("ValidationError", "the fake serves network load balancers")
 	}
 	mappings := q.structs("SubnetMappings.member")
-	if len(mappings) != 1 {
-		return nil, errorf("ValidationError", "the fake serves one subnet mapping")
+	if len(mappings) == 0 {
+		return nil, errorf("ValidationError", "At least one subnet mapping is required")
 	}
-	m := mappings[0]
-	l := &lb{name: name, scheme: q.Get("Scheme"), subnet: q.Get(m + "SubnetId"), privateIP: q.Get(m + "PrivateIPv4Address"),
-		alloc: q.Get(m + "AllocationId"), tags: q.elbTags(), attrs: map[string]string{}, created: time.Now().UTC()}
-	settings := fmt.Sprint(l.scheme, l.subnet, l.privateIP, l.alloc)
+	l := &lb{name: name, scheme: q.Get("Scheme"), groups: q.list("SecurityGroups.member"), tags: q.elbTags(), attrs: map[string]string{}, created: time.Now().UTC()}
+	seenAZ := map[string]bool{}
+	for _, m := range mappings {
+		z := lbZone{subnet: q.Get(m + "SubnetId"), privateIP: q.Get(m + "PrivateIPv4Address"), alloc: q.Get(m + "AllocationId")}
+		sn := s.subnets[z.subnet]
+		if sn == nil {
+			return nil, errorf("SubnetNotFound", "The subnet ID '%s' is not valid", z.subnet)
+		}
+		if seenAZ[sn.az] {
+			return nil, errorf("InvalidConfigurationRequest", "You cannot specify multiple subnets in the same Availability Zone ('%s')", sn.az)
+		}
+		seenAZ[sn.az] = true
+		l.zones = append(l.zones, z)
+	}
+	settings := func(l *lb) string { return fmt.Sprint(l.scheme, l.zones, l.groups) }
 	for _, old := range s.lbs {
 		if old.name == name {
-			if fmt.Sprint(old.scheme, old.subnet, old.privateIP, old.alloc) != settings {
+			if settings(old) != settings(l) {
 				return nil, errorf("DuplicateLoadBalancerName", "A load balancer with the same name '%s' exists, but with different settings", name)
 			}
 			return struct {
@@ -297,39 +335,60 @@ func (s *Server) createLB(q query) (any, *apiError) {
 			}{[]eLB{s.lbXML(old)}}, nil
 		}
 	}
-	sn := s.subnets[l.subnet]
-	if sn == nil {
-		return nil, errorf("SubnetNotFound", "The subnet ID '%s' is not valid", l.subnet)
+	for _, g := range l.groups {
+		if s.groups[g] == nil {
+			return nil, errorf("InvalidConfigurationRequest", "One or more security groups are invalid: '%s'", g)
+		}
 	}
-	ni := &eni{id: s.newID("eni-"), subnet: sn.id, ifType: "network_load_balancer"}
-	switch l.scheme {
-	case "internal":
-		if l.privateIP == "" || l.alloc != "" {
-			return nil, errorf("InvalidConfigurationRequest", "an internal load balancer takes a PrivateIPv4Address, not an Elastic IP")
+	var enis []*eni
+	for i := range l.zones {
+		z := &l.zones[i]
+		sn := s.subnets[z.subnet]
+		ni := &eni{id: s.newID("eni-"), subnet: sn.id, ifType: "network_load_balancer", groups: l.groups}
+		switch l.scheme {
+		case "internal":
+			if z.alloc != "" {
+				return nil, errorf("InvalidConfigurationRequest", "an internal load balancer takes a PrivateIPv4Address, not an Elastic IP")
+			}
+			if z.privateIP != "" {
+				if a, err := netip.ParseAddr(z.privateIP); err != nil || !sn.cidr.Contains(a) {
+					return nil, errorf("InvalidConfigurationRequest", "Private IPv4 address '%s' is not in subnet '%s'", z.privateIP, sn.id)
+				}
+				if h := s.holderOf(z.privateIP); h != nil {
+					return nil, errorf("InvalidConfigurationRequest", "Private IPv4 address '%s' is in use", z.privateIP)
+				}
+				ni.ips = []string{z.privateIP}
+			}
+		case "internet-facing":
+			if z.privateIP != "" {
+				return nil, errorf("InvalidConfigurationRequest", "an internet-facing load balancer takes an Elastic IP, not a PrivateIPv4Address")
+			}
+			if z.alloc != "" {
+				e := s.eips[z.alloc]
+				if e == nil {
+					return nil, errorf("AllocationIdNotFound", "Elastic IP '%s' not found", z.alloc)
+				}
+				if e.eni != "" {
+					return nil, errorf("InvalidConfigurationRequest", "Elastic IP '%s' is already associated", z.alloc)
+				}
+			}
+		default:
+			return nil, errorf("ValidationError", "Scheme must be internal or internet-facing")
 		}
-		if h := s.holderOf(l.privateIP); h != nil {
-			return nil, errorf("InvalidConfigurationRequest", "Private IPv4 address '%s' is in use", l.privateIP)
-		}
-		ni.ips = []string{l.privateIP}
-	case "internet-facing":
-		e := s.eips[l.alloc]
-		if e == nil {
-			return nil, errorf("AllocationIdNotFound", "Elastic IP '%s' not found", l.alloc)
-		}
-		if e.eni != "" {
-			return nil, errorf("InvalidConfigurationRequest", "Elastic IP '%s' is already associated", l.alloc)
-		}
-		ni.ips = []string{s.freeIP(sn)}
-	default:
-		return nil, errorf("ValidationError", "Scheme must be internal or internet-facing")
+		enis = append(enis, ni)
 	}
 	l.arn = s.arn("loadbalancer/net", name)
 	l.state, l.transition = "provisioning", s.after("active")
-	ni.description = "ELB net/" + name + "/" + l.arn[strings.LastIndexByte(l.arn, '/')+1:]
-	s.enis[ni.id] = ni
-	l.eni = ni.id
-	if l.alloc != "" {
-		s.associate(s.eips[l.alloc], ni)
+	for i, ni := range enis {
+		if len(ni.ips) == 0 {
+			ni.ips = []string{s.freeIP(s.subnets[ni.subnet])}
+		}
+		ni.description = "ELB net/" + name + "/" + l.arn[strings.LastIndexByte(l.arn, '/')+1:]
+		s.enis[ni.id] = ni
+		l.zones[i].eni = ni.id
+		if a := l.zones[i].alloc; a != "" {
+			s.associate(s.eips[a], ni)
+		}
 	}
 	s.lbs[l.arn] = l
 	return struct {
@@ -364,29 +423,132 @@ func (s *Server) createListener(q query) (any, *apiError) {
 	}{[]eListener{{li.arn, li.lb, li.port, li.protocol, []eAction{{"forward", li.tg}}}}}, nil
 }
 
-// describeTargetHealth: targets of a group no listener uses are "unused";
-// otherwise healthy once registered for Settle (the fake probes nothing).
+// describeTargetHealth: targets of a group no listener uses are "unused",
+// and so are targets in a zone the load balancer is not enabled in (AWS:
+// "Target.NotInUse — the target is in an Availability Zone that is not
+// enabled for its load balancer";
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetHealth.html);
+// otherwise healthy unless a test marked the target's health check as
+// failing (SetTargetHealthy), as the fake probes nothing itself.
 func (s *Server) describeTargetHealth(q query) (any, *apiError) {
 	t := s.tgs[q.Get("TargetGroupArn")]
 	if t == nil {
 		return nil, errorf("TargetGroupNotFound", "Target groups '[%s]' not found", q.Get("TargetGroupArn"))
 	}
-	inUse := len(s.tgXML(t).LoadBalancerArns) > 0
 	var out []eTargetHealth
 	for _, id := range t.targets {
 		var d eTargetHealth
 		d.Target.ID, d.Target.Port, d.HealthCheckPort = id, t.port, t.hcPort
-		switch {
-		case !inUse:
-			d.TargetHealth.State, d.TargetHealth.Reason = "unused", "Target.NotInUse"
-		case s.instances[id] == nil || s.instances[id].state != "running":
-			d.TargetHealth.State, d.TargetHealth.Reason = "unused", "Target.InvalidState"
-		default:
-			d.TargetHealth.State = "healthy"
-		}
+		d.TargetHealth.State, d.TargetHealth.Reason, d.TargetHealth.Description = s.targetState(t, id)
 		out = append(out, d)
 	}
 	return struct {
 		Descriptions []eTargetHealth `xml:"TargetHealthDescriptions>member"`
 	}{out}, nil
+}
+
+// lbsOf returns the load balancers whose listeners forward to t.
+func (s *Server) lbsOf(t *tg) []*lb {
+	var out []*lb
+	for _, li := range s.listeners {
+		if l := s.lbs[li.lb]; li.tg == t.arn && l != nil && !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (l *lb) enabledIn(s *Server, az string) bool {
+	return slices.ContainsFunc(l.zones, func(z lbZone) bool { return s.subnets[z.subnet].az == az })
+}
+
+// targetState is a target's health as AWS reports it: state, reason,
+// description.
+func (s *Server) targetState(t *tg, id string) (string, string, string) {
+	lbs := s.lbsOf(t)
+	in := s.instances[id]
+	switch {
+	case len(lbs) == 0:
+		return "unused", "Target.NotInUse", "Target group is not configured to receive traffic from the load balancer"
+	case !slices.ContainsFunc(lbs, func(l *lb) bool { return in != nil && l.enabledIn(s, in.az) }):
+		return "unused", "Target.NotInUse", "Target is in an Availability Zone that is not enabled for the load balancer"
+	case in == nil || in.state != "running":
+		return "unused", "Target.InvalidState", "Target is in the stopped or terminated state"
+	case s.failing[id]:
+		return "unhealthy", "Target.FailedHealthChecks", "Health checks failed"
+	}
+	return "healthy", "", ""
+}
+
+// SetTargetHealthy makes the health checks of instance id pass or fail,
+// standing in for the agent's gate (the fake probes nothing).
+func (s *Server) SetTargetHealthy(id string, healthy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failing == nil {
+		s.failing = map[string]bool{}
+	}
+	s.failing[id] = !healthy
+}
+
+// Routes returns, for a load balancer with a listener, the targets a new
+// connection can reach from each enabled zone's node: the healthy targets
+// in enabled zones, all of them with cross-zone load balancing on, the
+// node's own zone only with it off
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html#cross-zone-load-balancing).
+// NLBs fail open: when no target is healthy, every registered target in an
+// enabled zone is routed to
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html).
+func (s *Server) Routes(lbARN string) map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance()
+	l := s.lbs[lbARN]
+	if l == nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, li := range s.listeners {
+		t := s.tgs[li.tg]
+		if li.lb != l.arn || t == nil {
+			continue
+		}
+		crossZone := l.attrs["load_balancing.cross_zone.enabled"] == "true"
+		for _, z := range l.zones {
+			az := s.subnets[z.subnet].az
+			var healthy, enabled []string
+			for _, id := range t.targets {
+				in := s.instances[id]
+				if in == nil || !l.enabledIn(s, in.az) || (!crossZone && in.az != az) {
+					continue
+				}
+				enabled = append(enabled, id)
+				if st, _, _ := s.targetState(t, id); st == "healthy" {
+					healthy = append(healthy, id)
+				}
+			}
+			if len(healthy) == 0 {
+				healthy = enabled
+			}
+			slices.Sort(healthy)
+			out[az] = healthy
+		}
+	}
+	return out
+}
+
+// unhealthyDrainingRule: "target_health_state.unhealthy.draining_interval_seconds
+// can only be configured when
+// target_health_state.unhealthy.connection_termination.enabled is false"
+// (TargetGroupAttribute, API reference).
+func (s *Server) unhealthyDrainingRule(q query, have map[string]string) *apiError {
+	next := maps.Clone(have)
+	for _, p := range q.structs("Attributes.member") {
+		next[q.Get(p+"Key")] = q.Get(p + "Value")
+	}
+	if v, ok := next["target_health_state.unhealthy.draining_interval_seconds"]; ok && v != "0" &&
+		next["target_health_state.unhealthy.connection_termination.enabled"] != "false" {
+		return errorf("ValidationError", "target_health_state.unhealthy.draining_interval_seconds can only be set when target_health_state.unhealthy.connection_termination.enabled is false")
+	}
+	return nil
 }

@@ -54,6 +54,8 @@ type Seed struct {
 	PrivateAddress string // the secondary private IP
 	PublicAddress  string // the Elastic IP's allocation id
 	PublicIP       string
+	// SecurityGroup is the seed instance's group.
+	SecurityGroup string
 }
 
 type fault struct {
@@ -90,6 +92,15 @@ type Server struct {
 	lbs       map[string]*lb
 	tgs       map[string]*tg
 	listeners map[string]*listener
+	images    map[string]*image
+	// policy is what the caller's IAM policy allows (SetPolicy); nil
+	// allows everything.
+	policy []string
+	// imageFailures is how many of the next images fail (FailImages).
+	imageFailures int
+	groups        map[string]*secGroup
+	// failing marks targets whose health checks fail (SetTargetHealthy).
+	failing map[string]bool
 }
 
 type subnet struct {
@@ -113,12 +124,30 @@ type instance struct {
 	devices  map[string]string // device name → volume id
 	launch   time.Time
 	userData []byte
+	// rootType is "instance-store" for an instance-store-backed
+	// instance (SetRootDeviceType); "" is EBS.
+	rootType string
+	// Launch settings DescribeInstances reports.
+	ebsOptimized          bool
+	httpTokens, mdTags    string
+	hopLimit              int
+	reasonCode, reasonMsg string // stateReason
 }
 
 type volume struct {
 	id, snapshot   string
 	size           int
 	deleteOnTermin bool
+	// volumeType, iops and throughput as DescribeVolumes reports them;
+	// kmsKey is the ARN of the key of an encrypted volume.
+	volumeType       string
+	iops, throughput int
+	encrypted        bool
+	kmsKey           string
+	// attach is the attachment state when it is not "attached"
+	// (SetVolumeAttachment).
+	attach string
+	az     string
 }
 
 type snapshot struct {
@@ -127,6 +156,13 @@ type snapshot struct {
 	size  int
 	tags  map[string]string
 	start time.Time
+	// A snapshot of an encrypted volume is encrypted with its key.
+	encrypted bool
+	kmsKey    string
+	// volumeType, iops and throughput of the volume, for the block device
+	// mappings of an image made of it.
+	volumeType       string
+	iops, throughput int
 }
 
 type eip struct {
@@ -136,16 +172,25 @@ type eip struct {
 type eni struct {
 	id, subnet, description, ifType, instance string
 	ips                                       []string // [0] is the primary
+	groups                                    []string // security groups
 	gone                                      time.Time
 }
 
 type lb struct {
-	arn, name, scheme, subnet, privateIP, alloc, eni string
-	state                                            string
+	arn, name, scheme string
+	state             string
 	transition
+	// zones are the subnet mappings, one per enabled zone.
+	zones   []lbZone
+	groups  []string // security groups
 	tags    map[string]string
 	attrs   map[string]string
 	created time.Time
+}
+
+// lbZone is one subnet mapping: the NLB's node in that zone.
+type lbZone struct {
+	subnet, privateIP, alloc, eni string
 }
 
 type tg struct {
@@ -170,6 +215,7 @@ func New(region string) *Server {
 		subnets: map[string]*subnet{}, instances: map[string]*instance{}, tokens: map[string]string{},
 		volumes: map[string]*volume{}, snapshots: map[string]*snapshot{}, eips: map[string]*eip{},
 		enis: map[string]*eni{}, lbs: map[string]*lb{}, tgs: map[string]*tg{}, listeners: map[string]*listener{},
+		groups: map[string]*secGroup{}, failing: map[string]bool{}, images: map[string]*image{},
 	}
 	s.seed = Seed{Region: region, VPCID: "vpc-0a1b2c3d4e5f60718", Subnets: map[string]string{}, Image: "ami-0123456789abcdef0"}
 	for i, z := range []string{"a", "b", "c"} {
@@ -179,16 +225,23 @@ func New(region string) *Server {
 	}
 	first := s.subnets[s.seed.Subnets[region+"a"]]
 	seed := s.launch(first, s.seed.Image, "m6i.large", "10.0.1.5", nil)
-	seed.groups, seed.profile, seed.key = []string{"sg-0c0ffee0c0ffee000"}, "arn:aws:iam::"+account+":instance-profile/control-plane", "ops"
+	seed.groups, seed.profile, seed.key = []string{seedGroup}, "arn:aws:iam::"+account+":instance-profile/control-plane", "ops"
+	seed.eni.groups = seed.groups
+	// A single kubeadm node's group: the API and SSH from the operators'
+	// network, nothing between control-plane nodes (there was one).
+	s.groups[seedGroup] = &secGroup{id: seedGroup, name: "control-plane", description: "kubeadm control plane", vpc: s.seed.VPCID,
+		ingress: []perm{{proto: "tcp", from: 6443, to: 6443, cidrs: []string{OperatorsCIDR}}, {proto: "tcp", from: 22, to: 22, cidrs: []string{OperatorsCIDR}}}}
 	seed.tags = map[string]string{"Name": "cp-0", "kubernetes.io/role": "control-plane"}
 	seed.state, seed.next = "running", ""
-	data := &volume{id: s.newID("vol-"), size: 20}
+	seed.ebsOptimized, seed.httpTokens, seed.hopLimit = true, "required", 2
+	data := &volume{id: s.newID("vol-"), size: 20, volumeType: "gp3", iops: 3000, throughput: 125, az: first.az}
 	s.volumes[data.id] = data
 	seed.devices["/dev/sdf"] = data.id
 	seed.eni.ips = append(seed.eni.ips, "10.0.1.10")
 	e := &eip{alloc: s.newID("eipalloc-"), ip: "203.0.113.10"}
 	s.eips[e.alloc] = e
 	s.associate(e, seed.eni)
+	s.seed.SecurityGroup = seedGroup
 	s.seed.Instance, s.seed.PrivateAddress, s.seed.PublicAddress, s.seed.PublicIP = seed.id, "10.0.1.10", e.alloc, e.ip
 	s.http = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
@@ -294,6 +347,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if code, msg := sh.check(keys); code != "" {
 			rec.Problem = code + ": " + msg
 			aerr = errorf(code, "%s", msg)
+		} else if code, msg := s.denied(service, action, query{form}); code != "" {
+			aerr = &apiError{statusOf[code], code, msg}
 		} else if f := s.faults[action]; f != nil && f.times > 0 {
 			f.times--
 			aerr = &apiError{statusOf[f.code], f.code, faultMessage(service, action, f.code)}
@@ -304,7 +359,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			s.advance()
 			q := query{form}
 			if service == "ec2" {
-				body, aerr = s.ec2(action, q)
+				if body, aerr, known = s.ec2Security(action, q); !known {
+					body, aerr = s.ec2(action, q)
+				}
 			} else {
 				body, aerr = s.elb(action, q)
 			}
@@ -386,6 +443,7 @@ func (s *Server) advance() {
 			sn.state, sn.next = sn.next, ""
 		}
 	}
+	s.advanceImages(now)
 	for _, l := range s.lbs {
 		if l.next != "" && !now.Before(l.until) {
 			l.state, l.next = l.next, ""

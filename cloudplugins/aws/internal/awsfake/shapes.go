@@ -42,12 +42,28 @@ var ec2Shapes = map[string]shape{
 			"IamInstanceProfile.Arn", "IamInstanceProfile.Name", "KeyName",
 			"BlockDeviceMapping.N.DeviceName", "BlockDeviceMapping.N.Ebs.SnapshotId", "BlockDeviceMapping.N.Ebs.VolumeType",
 			"BlockDeviceMapping.N.Ebs.DeleteOnTermination", "MetadataOptions.HttpTokens", "MetadataOptions.HttpEndpoint",
+			// A clone's volumes on another image (size, IOPS and throughput
+			// of the clone's mapping), the source's EBS optimization and
+			// IMDS settings: API_RunInstances.html, API_EbsBlockDevice.html,
+			// API_InstanceMetadataOptionsRequest.html.
+			"BlockDeviceMapping.N.Ebs.VolumeSize", "BlockDeviceMapping.N.Ebs.Iops", "BlockDeviceMapping.N.Ebs.Throughput",
+			"EbsOptimized", "MetadataOptions.HttpPutResponseHopLimit", "MetadataOptions.InstanceMetadataTags",
 		}, ec2Tags),
 	},
-	"StopInstances":              {required: []string{"InstanceId.1"}, allowed: []string{"InstanceId.N", "Force", "Hibernate"}},
-	"StartInstances":             {required: []string{"InstanceId.1"}, allowed: []string{"InstanceId.N"}},
-	"TerminateInstances":         {required: []string{"InstanceId.1"}, allowed: []string{"InstanceId.N"}},
-	"CreateSnapshot":             {required: []string{"VolumeId"}, allowed: cat([]string{"Description"}, ec2Tags)},
+	"StopInstances":      {required: []string{"InstanceId.1"}, allowed: []string{"InstanceId.N", "Force", "Hibernate"}},
+	"StartInstances":     {required: []string{"InstanceId.1"}, allowed: []string{"InstanceId.N"}},
+	"TerminateInstances": {required: []string{"InstanceId.1"}, allowed: []string{"InstanceId.N"}},
+	// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateImage.html:
+	// a mapping may only change DeleteOnTermination of the instance's volumes.
+	"CreateImage": {required: []string{"InstanceId", "Name"}, allowed: cat([]string{
+		"Description", "NoReboot", "BlockDeviceMapping.N.DeviceName", "BlockDeviceMapping.N.Ebs.DeleteOnTermination",
+	}, ec2Tags)},
+	// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeImages.html
+	"DescribeImages": {allowed: cat([]string{"ImageId.N", "Owner.N", "MaxResults", "NextToken"}, ec2Filter)},
+	// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeregisterImage.html
+	"DeregisterImage": {required: []string{"ImageId"}},
+	// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeVolumes.html
+	"DescribeVolumes":            {allowed: cat([]string{"VolumeId.N", "MaxResults", "NextToken"}, ec2Filter)},
 	"DescribeSnapshots":          {allowed: cat([]string{"SnapshotId.N", "Owner.N", "MaxResults", "NextToken"}, ec2Filter)},
 	"DeleteSnapshot":             {required: []string{"SnapshotId"}},
 	"DescribeAddresses":          {allowed: cat([]string{"AllocationId.N", "PublicIp.N"}, ec2Filter)},
@@ -57,6 +73,14 @@ var ec2Shapes = map[string]shape{
 	"UnassignPrivateIpAddresses": {required: []string{"NetworkInterfaceId", "PrivateIpAddress.1"}, allowed: []string{"PrivateIpAddress.N"}},
 	"DescribeNetworkInterfaces":  {allowed: cat([]string{"NetworkInterfaceId.N", "MaxResults", "NextToken"}, ec2Filter)},
 	"DescribeSubnets":            {allowed: cat([]string{"SubnetId.N", "MaxResults", "NextToken"}, ec2Filter)},
+	"DescribeVpcs":               {allowed: []string{"VpcId.N"}},
+	"DescribeSecurityGroups":     {allowed: cat([]string{"GroupId.N"}, ec2Filter)},
+	"CreateSecurityGroup":        {required: []string{"GroupName", "GroupDescription"}, allowed: cat([]string{"VpcId"}, ec2Tags)},
+	"AuthorizeSecurityGroupIngress": {required: []string{"GroupId"}, allowed: []string{
+		"IpPermissions.N.IpProtocol", "IpPermissions.N.FromPort", "IpPermissions.N.ToPort",
+		"IpPermissions.N.IpRanges.N.CidrIp", "IpPermissions.N.IpRanges.N.Description", "IpPermissions.N.Groups.N.GroupId",
+	}},
+	"DeleteSecurityGroup": {allowed: []string{"GroupId"}},
 }
 
 // elbShapes: Elastic Load Balancing API Reference, API version 2015-12-01,
@@ -80,7 +104,7 @@ var elbShapes = map[string]shape{
 		required: []string{"Name"},
 		allowed: cat([]string{
 			"Type", "Scheme", "IpAddressType", "SubnetMappings.member.N.SubnetId",
-			"SubnetMappings.member.N.PrivateIPv4Address", "SubnetMappings.member.N.AllocationId",
+			"SubnetMappings.member.N.PrivateIPv4Address", "SubnetMappings.member.N.AllocationId", "SecurityGroups.member.N",
 		}, elbTags),
 	},
 	"ModifyLoadBalancerAttributes": {required: []string{"LoadBalancerArn", "Attributes.member.1.Key"}, allowed: []string{"Attributes.member.N.Key", "Attributes.member.N.Value"}},

@@ -72,11 +72,30 @@ type xInstance struct {
 	LaunchTime     string         `xml:"launchTime"`
 	ClientToken    string         `xml:"clientToken,omitempty"`
 	RootDeviceName string         `xml:"rootDeviceName"`
+	RootDeviceType string         `xml:"rootDeviceType"`
+	EbsOptimized   bool           `xml:"ebsOptimized"`
+	Metadata       *xMetadata     `xml:"metadataOptions,omitempty"`
+	Reason         string         `xml:"reason"`
+	StateReason    *xStateReason  `xml:"stateReason,omitempty"`
 	Groups         []xGroup       `xml:"groupSet>item"`
 	Profile        *xProfile      `xml:"iamInstanceProfile,omitempty"`
 	BDM            []xBDM         `xml:"blockDeviceMapping>item"`
 	ENIs           []xInstanceENI `xml:"networkInterfaceSet>item"`
 	Tags           []xTag         `xml:"tagSet>item"`
+}
+
+// xStateReason is why an instance (or image) is in its state.
+type xStateReason struct {
+	Code    string `xml:"code"`
+	Message string `xml:"message"`
+}
+
+type xMetadata struct {
+	State        string `xml:"state"`
+	HTTPTokens   string `xml:"httpTokens"`
+	HopLimit     int    `xml:"httpPutResponseHopLimit"`
+	HTTPEndpoint string `xml:"httpEndpoint"`
+	Tags         string `xml:"instanceMetadataTags"`
 }
 
 type xReservation struct {
@@ -100,6 +119,8 @@ type xSnapshot struct {
 	OwnerID     string `xml:"ownerId"`
 	VolumeSize  int    `xml:"volumeSize"`
 	Description string `xml:"description"`
+	Encrypted   bool   `xml:"encrypted"`
+	KmsKeyID    string `xml:"kmsKeyId,omitempty"`
 	Tags        []xTag `xml:"tagSet>item"`
 }
 
@@ -164,10 +185,11 @@ type eLB struct {
 	State            struct {
 		Code string `xml:"Code"`
 	} `xml:"State"`
-	Type          string `xml:"Type"`
-	IPAddressType string `xml:"IpAddressType"`
-	CreatedTime   string `xml:"CreatedTime"`
-	AZs           []eAZ  `xml:"AvailabilityZones>member"`
+	Type           string   `xml:"Type"`
+	IPAddressType  string   `xml:"IpAddressType"`
+	CreatedTime    string   `xml:"CreatedTime"`
+	AZs            []eAZ    `xml:"AvailabilityZones>member"`
+	SecurityGroups []string `xml:"SecurityGroups>member,omitempty"`
 }
 
 type eTG struct {
@@ -196,8 +218,9 @@ type eTargetHealth struct {
 	} `xml:"Target"`
 	HealthCheckPort string `xml:"HealthCheckPort"`
 	TargetHealth    struct {
-		State  string `xml:"State"`
-		Reason string `xml:"Reason,omitempty"`
+		State       string `xml:"State"`
+		Reason      string `xml:"Reason,omitempty"`
+		Description string `xml:"Description,omitempty"`
 	} `xml:"TargetHealth"`
 }
 
