@@ -421,24 +421,8 @@ func TestTheAddressIsFreeWhenDeleteLoadBalancerReturns(t *testing.T) {
 // TestREADMEPolicyCoversEveryCall keeps the documented IAM policy and the
 // calls the plugin makes in step.
 func TestREADMEPolicyCoversEveryCall(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)```json\n(\\{.*?\"Statement\".*?)```").FindSubmatch(readme)
-	if m == nil {
-		t.Fatal("README.md has no IAM policy in a json block")
-	}
-	var policy struct {
-		Statement []struct {
-			Action []string
-		}
-	}
-	if err := json.Unmarshal(m[1], &policy); err != nil {
-		t.Fatalf("README policy: %v", err)
-	}
 	var granted []string
-	for _, s := range policy.Statement {
+	for _, s := range readmePolicy(t) {
 		granted = append(granted, s.Action...)
 	}
 	for _, a := range awsfake.Actions() {
