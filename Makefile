@@ -36,14 +36,14 @@ $(BIN)/protoc-gen-go: tools/protogen/go.mod tools/protogen/go.sum
 $(BIN)/protoc-gen-go-grpc: tools/protogen/go.mod tools/protogen/go.sum
 	cd tools/protogen && $(GO) build -o $@ google.golang.org/grpc/cmd/protoc-gen-go-grpc
 
-# crictl (cri-tools) proves the local cloud's kubelet stand-in speaks CRI;
+# crictl (cri-tools) proves the local cloud's container runtime speaks CRI;
 # cached outside the repository, keyed by version.
 $(CRICTL): # keyed by version in its path: built once per version, not per clone
 	@echo ">> building crictl $(CRICTL_VERSION) into $(dir $@) (a minute or two on a cold cache)"
 	cd tools/crictl && $(GO) build -o $@ sigs.k8s.io/cri-tools/cmd/crictl
 
 .PHONY: k8s-binaries
-k8s-binaries: ## Build etcd, kube-apiserver, kcm, scheduler, kubeadm, kubectl, kwok from pinned sources into the cache.
+k8s-binaries: ## Build etcd, kube-apiserver, kcm, scheduler, kubeadm, kubectl, kubelet, kwok from pinned sources into the cache.
 	./hack/build-k8s.sh
 
 .PHONY: tools
@@ -88,8 +88,8 @@ breaking: $(BUF) ## buf breaking against main (once main has protos).
 	else echo "main has no protos yet: nothing to compare against"; fi
 
 .PHONY: unit
-unit: $(CRICTL) ## Unit tests (race detector on).
-	TRIAD_CRICTL=$(CRICTL) $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+unit: $(CRICTL) k8s-binaries ## Unit tests (race detector on; the local cloud's runtime is tested under the real kubelet).
+	TRIAD_CRICTL=$(CRICTL) TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
 
 .PHONY: e2e
 e2e: k8s-binaries ## End-to-end tests: real binaries (triad, etcd, kube-apiserver, ...) on loopback.

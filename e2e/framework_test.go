@@ -28,7 +28,14 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	for _, b := range []string{"triad", "triad-agent", "triad-cloud-local"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
+		args := []string{"build", "-o", filepath.Join(dir, b)}
+		// TRIAD_E2E_RACE=1 builds the agent with the race detector: a race
+		// it reports goes to its log (vms/<id>/triad-agent.log), and a fatal
+		// one shows as the supervisor restarting it.
+		if b == "triad-agent" && os.Getenv("TRIAD_E2E_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/"+b)...)
 		cmd.Dir = ".."
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {

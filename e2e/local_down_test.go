@@ -8,15 +8,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/triad-k8s/triad/cloudplugins/local"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 )
 
 // TestLocalDownLeavesNothingBehind: VMs, a load balancer and forwarders
-// started by the local cloud are gone after 'triad local down'.
+// started by the local cloud, and the namespaces, mounts, bridge and
+// addresses they live in, are gone after 'triad local down'.
 func TestLocalDownLeavesNothingBehind(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "localcloud")
-	cloud, err := local.New(local.Config{StateDir: stateDir, Binary: filepath.Join(binDir, "triad-cloud-local"), PrivatePrefix: "127.0.30", PublicPrefix: "127.0.31"})
+	cloud, err := local.New(local.Config{StateDir: stateDir, Binary: filepath.Join(binDir, "triad-cloud-local")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,6 +27,13 @@ func TestLocalDownLeavesNothingBehind(t *testing.T) {
 	vm, err := cloud.CreateVM(ctx, local.VMRequest{Name: "cp", Zone: "local-a"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := cloud.CreateVM(ctx, local.VMRequest{Name: "other", Zone: "local-b"}); err != nil {
+		t.Fatal(err)
+	}
+	net := cloud.Network()
+	if leftovers := hostFootprint(stateDir, net); len(leftovers) == 0 {
+		t.Fatal("a running local cloud shows no bridge, address or mount: the check below proves nothing")
 	}
 	if _, err := cloud.StopInstance(ctx, vm.ID); err != nil {
 		t.Fatal(err)
@@ -52,6 +62,39 @@ func TestLocalDownLeavesNothingBehind(t *testing.T) {
 	if _, err := os.Stat(stateDir); !os.IsNotExist(err) {
 		t.Errorf("state directory left after down: %v", err)
 	}
+	if leftovers := hostFootprint(stateDir, net); len(leftovers) > 0 {
+		t.Errorf("left after down: %s", strings.Join(leftovers, "; "))
+	}
+}
+
+// hostFootprint lists what of the local cloud in stateDir this machine
+// still holds: its bridge, addresses of its pools on any host interface,
+// and mounts of its directories in any process's mount namespace (a VM's
+// namespace lives as long as one of its processes).
+func hostFootprint(stateDir string, n local.Network) []string {
+	var out []string
+	if _, err := netlink.LinkByName(n.Bridge); err == nil {
+		out = append(out, "bridge "+n.Bridge)
+	}
+	addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		ip := a.IP.String()
+		if strings.HasPrefix(ip, n.PrivatePrefix+".") || strings.HasPrefix(ip, n.PublicPrefix+".") {
+			out = append(out, "address "+ip)
+		}
+	}
+	infos, _ := filepath.Glob("/proc/[0-9]*/mountinfo")
+	seen := map[string]bool{}
+	for _, p := range infos {
+		data, _ := os.ReadFile(p)
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, stateDir) && !seen[line] {
+				seen[line] = true
+				out = append(out, "mount in "+filepath.Base(filepath.Dir(p))+": "+line)
+			}
+		}
+	}
+	return out
 }
 
 // processesFor counts live processes whose arguments name stateDir.

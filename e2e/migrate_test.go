@@ -21,6 +21,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -69,6 +70,16 @@ func newCluster(t *testing.T, kwokNodes int, createArgs ...string) *cluster {
 	work := t.TempDir()
 	c := &cluster{name: "e2e", work: work, stateDir: filepath.Join(work, "localcloud"), pkiDir: filepath.Join(work, "pki"), cfgPath: filepath.Join(work, "cluster.yaml")}
 	t.Cleanup(func() {
+		if os.Getenv("TRIAD_E2E_RACE") == "1" {
+			logs, _ := filepath.Glob(filepath.Join(c.stateDir, "vms/*/triad-agent.log"))
+			deleted, _ := filepath.Glob(filepath.Join(c.stateDir, "deleted-vms/*/triad-agent.log"))
+			logs = append(logs, deleted...)
+			for _, l := range logs {
+				if b, _ := os.ReadFile(l); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+					t.Errorf("the race detector reported a data race in %s", l)
+				}
+			}
+		}
 		if t.Failed() {
 			dumpLogs(t, c.stateDir)
 		}
@@ -165,13 +176,48 @@ func nodeIsReady(n *corev1.Node) bool {
 
 func dumpLogs(t *testing.T, stateDir string) {
 	logs, _ := filepath.Glob(filepath.Join(stateDir, "vms/*/*.log"))
-	more, _ := filepath.Glob(filepath.Join(stateDir, "vms/*/disk/var/log/pods/*.log"))
-	for _, l := range append(logs, more...) {
+	deleted, _ := filepath.Glob(filepath.Join(stateDir, "deleted-vms/*/*.log"))
+	logs = append(logs, deleted...)
+	more, _ := filepath.Glob(filepath.Join(stateDir, "vms/*/disks/root/var/log/pods/*/*/*.log"))
+	lbs, _ := filepath.Glob(filepath.Join(stateDir, "*", "*.log"))
+	all := append(append(logs, more...), lbs...)
+	// Everything, whole, where it outlives the test's temporary directory:
+	// CI keeps only the tail of the output.
+	archive := os.Getenv("TRIAD_E2E_ARTIFACTS")
+	if archive == "" {
+		archive = filepath.Join(os.TempDir(), "triad-e2e-artifacts")
+	}
+	archive = filepath.Join(archive, strings.ReplaceAll(t.Name(), "/", "_")+"-"+time.Now().UTC().Format("20060102-150405"))
+	for _, l := range all {
+		rel, err := filepath.Rel(stateDir, l)
+		if err != nil {
+			continue
+		}
+		if data, err := os.ReadFile(l); err == nil {
+			dst := filepath.Join(archive, rel)
+			if os.MkdirAll(filepath.Dir(dst), 0o700) == nil {
+				os.WriteFile(dst, data, 0o600)
+			}
+		}
+	}
+	t.Logf("every log of the local cloud is kept in %s", archive)
+	for _, l := range all {
 		data, _ := os.ReadFile(l)
 		if len(data) > 2000 {
 			data = data[len(data)-2000:]
 		}
 		t.Logf("%s:\n%s", l, data)
+	}
+	// Last, so that a truncated output keeps them: every process a VM's
+	// supervisor saw exit, and every agent's errors.
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, "process exited") || (strings.HasSuffix(l, "triad-agent.log") && strings.Contains(line, `"level":"ERROR"`)) ||
+				strings.Contains(line, "panic") || strings.Contains(line, "triad-agent:") {
+				t.Logf("%s: %s", l, line)
+			}
+		}
 	}
 }
 
@@ -248,6 +294,40 @@ func (c *cluster) checkWrites(t *testing.T, l *load) *loadclient.Report {
 		t.Errorf("writes acknowledged through %v, want both addresses", targets)
 	}
 	return l.report
+}
+
+// logConnections prints what the load balancers and forwarders logged
+// about the connections the failed requests went out on: which backend
+// each reached and which side ended it.
+func (c *cluster) logConnections(t *testing.T, failures []loadclient.Event) {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(c.stateDir, "*", "*.log"))
+	for _, f := range failures {
+		if f.Conn == "" {
+			continue
+		}
+		for _, path := range logs {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, `"`+f.Conn+`"`) {
+					t.Logf("%s %s via %s: %s: %s", f.At.Format("15:04:05.000"), f.Op, f.Conn, filepath.Base(path), line)
+				}
+			}
+		}
+	}
+	for _, path := range logs {
+		if strings.Contains(path, string(filepath.Separator)+"lbs"+string(filepath.Separator)) {
+			b, _ := os.ReadFile(path)
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "health changed") || strings.Contains(line, "refused") {
+					t.Logf("%s: %s", filepath.Base(path), line)
+				}
+			}
+		}
+	}
 }
 
 // plugin opens the local cloud through its plugin binary, as triad does.
@@ -517,6 +597,17 @@ func TestMigrateHappyPath(t *testing.T) {
 	}
 	c.checkAvailabilityReport(t, rec.ID, st)
 	c.checkStatus(t)
+	c.checkOwnIdentities(t, c.instance, st.Nodes)
+	if _, err := c.client.CoreV1().Nodes().Get(context.Background(), st.Original.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the original Node %s after the migration: %v, want it retired", st.Original.Name, err)
+	}
+	if pf := st.Postflight; pf.CoreDNSShortSeconds <= 0 {
+		t.Errorf("postflight did not measure CoreDNS: %+v", pf)
+	} else {
+		t.Logf("CoreDNS had fewer ready replicas for %.1fs; pods of the original replaced: %v", pf.CoreDNSShortSeconds, pf.RetiredPods)
+	}
+	c.checkKubeadm(t, st.Nodes, "e2e-worker-m")
+	c.survivesRestarts(t, st.Nodes)
 	c.twoNodesDownIsZeroAvailability(t, st)
 }
 
@@ -592,7 +683,7 @@ func (c *cluster) twoNodesDownIsZeroAvailability(t *testing.T, st *migrate.State
 	killed := time.Now()
 	must(t, c.cloud.KillVM(st.Nodes[0].InstanceID))
 	must(t, c.cloud.KillVM(st.Nodes[1].InstanceID))
-	time.Sleep(6 * time.Second)
+	time.Sleep(8 * time.Second) // the report leaves out the last probe timeout (2 s)
 	cancel()
 	<-done
 	r := m.Report()

@@ -25,7 +25,7 @@ cd "$work"
   --agent-binary "$dist/triad-agent" --cloud-binary "$dist/triad-cloud-local" --kwok-nodes 3 -o json >create.json 2>create.log
 ip=$(sed -n 's/.*"privateIP": "\([^"]*\)".*/\1/p' create.json)
 inst=$(sed -n 's/.*"instance": "\([^"]*\)".*/\1/p' create.json)
-pki=$work/cloud/vms/$inst/disk/etc/kubernetes/pki
+pki=$work/cloud/vms/$inst/disks/root/etc/kubernetes/pki
 etcdctl() { "$bin/etcdctl" --endpoints "https://$ip:2379" --cacert "$pki/etcd/ca.crt" --cert "$pki/apiserver-etcd-client.crt" --key "$pki/apiserver-etcd-client.key" "$@"; }
 
 head -c 1000000 /dev/urandom >value
@@ -38,7 +38,7 @@ echo "   filled etcd with ${mb} x 1 MB in $(since "$t" | xargs printf '%.0f')s: 
 t=$(now); etcdctl snapshot save floor.db >/dev/null 2>&1; save=$(since "$t")
 t=$(now); "$bin/etcdutl" snapshot restore floor.db --data-dir restored >/dev/null 2>&1; restore=$(since "$t")
 # Part 3: kube-apiserver from process start to /readyz (the kubelet
-# stand-in restarts it once killed).
+# restarts it once killed).
 ca=$pki/ca.crt
 pkill -KILL -f "kube-apiserver.*--advertise-address=$ip" || true
 t=$(now)

@@ -42,6 +42,7 @@ build kube-controller-manager tools/k8s  k8s.io/kubernetes/cmd/kube-controller-m
 build kube-scheduler          tools/k8s  k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build kubeadm                 tools/k8s  k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags"
 build kubectl                 tools/k8s  k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+build kubelet                 tools/k8s  k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
 build kwok                    tools/kwok sigs.k8s.io/kwok/cmd/kwok
 
 # The release the local cloud's second image upgrades to: the same pinned
@@ -58,7 +59,10 @@ echo "$next" > "$out/next/version"
 echo "$kwok_version" > "$out/kwok.version"
 # kwok refuses to act without Stage objects: take the node-initialize,
 # node-heartbeat-with-lease and pod stages its module ships.
-stages=$(cd tools/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+# (go list -m names no directory until the module is in the module cache,
+# which a warm binary cache lets the builds above skip: download it first.)
+stages=$(cd tools/kwok && go mod download -json sigs.k8s.io/kwok | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/kustomize/stage
+[ -d "$stages" ] || { echo "kwok's stages not found (module directory: '$stages')" >&2; exit 1; }
 for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
          pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
   echo "---"; cat "$stages/$f"

@@ -18,6 +18,8 @@ import (
 
 	"github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/bootdata"
+	"github.com/triad-k8s/triad/agent/nodecerts"
+	"github.com/triad-k8s/triad/agent/nodeidentity"
 	"github.com/triad-k8s/triad/agent/server"
 	"github.com/triad-k8s/triad/agent/staticpods"
 )
@@ -31,7 +33,7 @@ const (
 // NewRootCommand builds the triad-agent command.
 func NewRootCommand() *cobra.Command {
 	cfg := server.Config{}
-	var listen, gateListen, logFormat, logLevel, bootData string
+	var listen, gateListen, logFormat, logLevel, bootData, kubeletKubeconfig, kubeletCertDir, kubeletFlags, machineID string
 	var shutdownGrace time.Duration
 	cmd := &cobra.Command{
 		Use:   "triad-agent --cluster NAME",
@@ -69,19 +71,48 @@ any other.`,
 				if err != nil {
 					return err
 				}
-				cfg.Hold = append(cfg.Hold, bd.HoldStaticPods...)
+				cfg.BootData = &bd
+			}
+			hostname, err := os.Hostname()
+			if err != nil && cfg.NodeName == "" {
+				return fmt.Errorf("--node-name not given and hostname unknown: %w", err)
+			}
+			// A VM booted with boot data it has not applied yet is new,
+			// made from another node's disks: before its kubelet first
+			// starts (it is ordered after the agent) it gets a machine id
+			// and a node name of its own.
+			if fresh, err := firstBoot(cfg); err != nil {
+				return err
+			} else if fresh {
+				changed, err := nodeidentity.Renew(nodeidentity.Renewal{Hostname: hostname, FlagsEnv: kubeletFlags, MachineIDFile: machineID})
+				if err != nil {
+					return fmt.Errorf("giving this new VM an identity of its own: %w", err)
+				}
+				logger.Info("new VM: renewed its identity", "bootData", cfg.BootData.ID, "changed", changed)
 			}
 			if cfg.NodeName == "" {
-				if cfg.NodeName, err = os.Hostname(); err != nil {
-					return fmt.Errorf("--node-name not given and hostname unknown: %w", err)
+				name, source, err := nodeidentity.NodeName(kubeletFlags, hostname)
+				if err != nil {
+					return fmt.Errorf("--node-name not given: %w", err)
 				}
+				cfg.NodeName = name
+				logger.Info("node name derived as the kubelet derives it", "node", name, "from", source)
+			}
+			// A VM cloned from another node's disks gets a kubelet client
+			// certificate (and serving certificate) of its own.
+			if changed, err := nodecerts.EnsureKubeletIdentity(nodecerts.KubeletIdentity{
+				NodeName: cfg.NodeName, PKIDir: cfg.PKIDir, Kubeconfig: kubeletKubeconfig, CertDir: kubeletCertDir,
+			}); err != nil {
+				logger.Error("the kubelet may carry another node's identity", "node", cfg.NodeName, "err", err)
+			} else if changed {
+				logger.Info("issued the kubelet a client certificate of its own", "node", cfg.NodeName, "kubeconfig", kubeletKubeconfig)
 			}
 			return run(cmd.Context(), cfg, listen, gateListen, shutdownGrace)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Cluster, "cluster", "", "name of the cluster this node belongs to (required)")
-	f.StringVar(&cfg.NodeName, "node-name", "", "Kubernetes node name of this node (default: hostname)")
+	f.StringVar(&cfg.NodeName, "node-name", "", "Kubernetes node name of this node (default: as the kubelet derives it, see --kubelet-flags-env)")
 	f.StringVar(&listen, "listen", DefaultListenAddress, "address to serve gRPC on")
 	f.StringVar(&gateListen, "gate-listen", DefaultGateListenAddress, "address of the HTTPS load-balancer health check ("+server.GatePath+"); empty disables it")
 	f.StringVar(&cfg.APIServerURL, "apiserver-url", "https://127.0.0.1:6443", "the local kube-apiserver, probed for /readyz and /livez")
@@ -91,6 +122,10 @@ any other.`,
 	f.StringVar(&cfg.ParkedDir, "parked-dir", "/var/lib/triad-agent/parked-manifests", "where stopped static-pod manifests are parked")
 	f.StringVar(&cfg.EtcdDataDir, "etcd-data-dir", "/var/lib/etcd", "etcd data directory")
 	f.StringVar(&cfg.PKIDir, "pki-dir", "/etc/kubernetes/pki", "kubeadm's PKI directory; its CA keys sign re-issued node certificates")
+	f.StringVar(&kubeletKubeconfig, "kubelet-kubeconfig", "/etc/kubernetes/kubelet.conf", "the kubelet's kubeconfig; at start the agent gives a kubelet that is another node's (a cloned disk) a client certificate of its own")
+	f.StringVar(&kubeletCertDir, "kubelet-cert-dir", "/var/lib/kubelet/pki", "the kubelet's certificate directory")
+	f.StringVar(&kubeletFlags, "kubelet-flags-env", nodeidentity.KubeadmFlagsEnv, "kubeadm's kubelet flags; its --hostname-override, if any, is the node name (else the lower-cased hostname)")
+	f.StringVar(&machineID, "machine-id-file", nodeidentity.MachineIDFile, "the machine id a new VM (first boot with boot data) gets afresh: a cloned disk carries its source's")
 	f.StringVar(&cfg.Etcd.Endpoint, "etcd-endpoint", "https://127.0.0.1:2379", "client URL of the local etcd member")
 	f.StringVar(&cfg.Etcd.CAFile, "etcd-ca", "/etc/kubernetes/pki/etcd/ca.crt", "etcd CA (kubeadm layout)")
 	f.StringVar(&cfg.Etcd.CertFile, "etcd-cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt", "etcd client certificate (kubeadm layout)")
@@ -99,7 +134,7 @@ any other.`,
 	f.StringVar(&cfg.CRIEndpoint, "cri-endpoint", staticpods.DefaultCRIEndpoint, "the container runtime's CRI socket")
 	f.StringVar(&cfg.ProbeHost, "probe-host", "", "replace loopback hosts in health probe URLs with this address (local cloud)")
 	f.StringSliceVar(&cfg.Hold, "hold", nil, "static pods to park at start, before the kubelet runs them (e.g. etcd,kube-apiserver)")
-	f.StringVar(&bootData, "boot-data", "", "JSON boot data from the cloud, e.g. {\"holdStaticPods\":[\"etcd\"]}; adds to --hold")
+	f.StringVar(&bootData, "boot-data", "", "JSON boot data from the cloud, e.g. {\"id\":\"op-1/node-a\",\"holdStaticPods\":[\"etcd\"]}: its pods are held at the first start only (recorded in --state-dir), so a reboot or a restart runs them")
 	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "/etc/triad/pki/agent.crt", "agent serving certificate")
 	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "/etc/triad/pki/agent.key", "agent serving key")
 	f.StringVar(&cfg.TLS.CAFile, "tls-ca", "/etc/triad/pki/ca.crt", "triad CA that signs coordinator and observer certificates")
@@ -169,6 +204,16 @@ func run(ctx context.Context, cfg server.Config, listen, gateListen string, grac
 		srv.Stop()
 	}
 	return nil
+}
+
+// firstBoot reports whether the VM's boot data is yet to be applied: the
+// VM is new. Boot data without an id never makes a VM new.
+func firstBoot(cfg server.Config) (bool, error) {
+	if cfg.BootData == nil || cfg.BootData.ID == "" {
+		return false, nil
+	}
+	applied, _, err := bootdata.OpenLedger(cfg.StateDir).Applied(cfg.BootData.ID)
+	return !applied, err
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ func sourceSnapshot(t *testing.T) ([]byte, etcdsnap.Trailer, uint32) {
 	_, m := etcdtest.StartSingle(t, etcdtest.Member{Name: "cp-0", IP: "127.0.0.10", DataDir: t.TempDir()})
 	cli := etcdtest.Client(t, m.ClientURL())
 	ctx := t.Context()
+	waitStorageVersion(t, cli, m.ClientURL())
 	for i := range 200 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("/registry/things/%03d", i), fmt.Sprintf("value-%d", i)); err != nil {
 			t.Fatal(err)
@@ -300,5 +302,64 @@ func TestMembershipValidation(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// On a real node /var/lib/etcd is often its own disk: a rename out of it
+// fails with EXDEV and the mount point itself cannot be renamed (EBUSY).
+// A tmpfs mounted at the data directory is such a disk.
+func TestRestoreOntoADataDirectoryThatIsItsOwnDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a data disk needs root")
+	}
+	data, trailer, _ := sourceSnapshot(t)
+	store := etcdsnap.Store{Dir: t.TempDir()}
+	if _, err := receive(store, "s", data, trailer); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(t.TempDir(), "etcd")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// etcd preallocates 64 MB WAL files.
+	if err := syscall.Mount("tmpfs", dataDir, "tmpfs", 0, "size=512m"); err != nil {
+		t.Skipf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dataDir, syscall.MNT_DETACH) })
+	if err := os.MkdirAll(filepath.Join(dataDir, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dataDir, "member", "marker"), []byte("old"), 0o600)
+	// The test bed is what a node with a data disk is.
+	if err := os.Rename(filepath.Join(dataDir, "member"), dataDir+".aside"); !errors.Is(err, syscall.EXDEV) {
+		t.Fatalf("rename off the data disk: %v, want EXDEV", err)
+	}
+
+	res, err := etcdsnap.Restore(etcdsnap.RestoreRequest{
+		SnapshotPath: store.Path("s"), SHA256: trailer.SHA256, DataDir: dataDir, OperationID: "op-1",
+		Membership: etcdsnap.Membership{Name: "a", PeerURLs: []string{"http://127.0.0.11:2380"}, InitialCluster: "a=http://127.0.0.11:2380", ClusterToken: "t"},
+	})
+	if err != nil {
+		t.Fatalf("Restore onto a data disk: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(res.PreviousDataDir, "member", "marker")); err != nil || string(b) != "old" {
+		t.Fatalf("old data not kept aside at %q: %v", res.PreviousDataDir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "member", "snap", "db")); err != nil {
+		t.Fatalf("restored data not in place: %v", err)
+	}
+	entries, _ := os.ReadDir(dataDir)
+	if len(entries) != 2 {
+		t.Errorf("data disk holds %d entries after restore, want member and the previous data", len(entries))
+	}
+	prev, err := etcdsnap.Empty(dataDir, "op-2")
+	if err != nil || prev == "" {
+		t.Fatalf("Empty on a data disk: %q, %v", prev, err)
+	}
+	if _, err := etcdsnap.Commit(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dataDir); len(entries) != 0 {
+		t.Errorf("data disk holds %v after Commit, want nothing", entries)
 	}
 }

@@ -130,11 +130,16 @@ type RestoreResult struct {
 	Revision int64
 }
 
-// Restore verifies the snapshot, restores it into a new directory next to
-// DataDir and then swaps the directories: the old data directory is renamed
-// aside (kept until Commit) and the new one takes its name, so etcd's
-// manifest keeps pointing at the same path. It refuses while an etcd process
-// holds DataDir.
+// Restore verifies the snapshot, restores it into a staging directory
+// inside DataDir and then swaps etcd's member directory: the old one is
+// moved aside (kept until Commit) and the restored one takes its place, so
+// etcd's manifest keeps pointing at the same path. Everything happens
+// inside DataDir because on a real node DataDir is often its own disk
+// (kubeadm's /var/lib/etcd on a data volume): a rename out of it fails with
+// EXDEV and renaming the mount point itself with EBUSY. It refuses while an
+// etcd process holds DataDir, and refuses a snapshot of an etcd version the
+// linked etcdutl does not restore (CheckRestorable), both before DataDir is
+// touched.
 func Restore(req RestoreRequest) (RestoreResult, error) {
 	if !filepath.IsAbs(req.DataDir) {
 		return RestoreResult{}, fmt.Errorf("%w: data directory %q must be absolute", ErrInvalidArgument, req.DataDir)
@@ -152,11 +157,21 @@ func Restore(req RestoreRequest) (RestoreResult, error) {
 	if err != nil {
 		return RestoreResult{}, err
 	}
+	// Before the data directory is touched: etcdutl restores data of any
+	// etcd version without looking, and etcd finds out only when it starts,
+	// with the old data already moved aside: it refuses newer data then,
+	// and starts on 3.4 data with no more than a warning.
+	if err := CheckRestorable(req.SnapshotPath); err != nil {
+		return RestoreResult{}, err
+	}
 	if err := ensureNotInUse(req.DataDir); err != nil {
 		return RestoreResult{}, err
 	}
+	if err := os.MkdirAll(req.DataDir, 0o700); err != nil {
+		return RestoreResult{}, fmt.Errorf("creating the data directory: %w", err)
+	}
 
-	staging := req.DataDir + ".triad-restore-" + req.OperationID
+	staging := filepath.Join(req.DataDir, ".triad-restore-"+req.OperationID)
 	// A staging directory can only be left over by an earlier attempt of
 	// this same operation that died mid-restore; it never held live data.
 	if err := os.RemoveAll(staging); err != nil {
@@ -182,22 +197,29 @@ func Restore(req RestoreRequest) (RestoreResult, error) {
 		os.RemoveAll(staging)
 		return RestoreResult{}, err
 	}
-	if err := os.Rename(staging, req.DataDir); err != nil {
+	member := filepath.Join(req.DataDir, "member")
+	if err := os.Rename(filepath.Join(staging, "member"), member); err != nil {
 		if res.PreviousDataDir != "" {
 			// Put the old data back: the node must stay as it was.
-			if undo := os.Rename(res.PreviousDataDir, req.DataDir); undo != nil {
+			if undo := os.Rename(filepath.Join(res.PreviousDataDir, "member"), member); undo != nil {
 				return RestoreResult{}, errors.Join(fmt.Errorf("installing restored data: %w", err), fmt.Errorf("restoring old data directory from %s: %w", res.PreviousDataDir, undo))
 			}
+			os.Remove(res.PreviousDataDir)
+			res.PreviousDataDir = ""
 		}
+		os.RemoveAll(staging)
 		return RestoreResult{}, fmt.Errorf("installing restored data: %w", err)
+	}
+	if err := os.RemoveAll(staging); err != nil {
+		return RestoreResult{}, fmt.Errorf("removing the staging directory: %w", err)
 	}
 	return res, nil
 }
 
-// Empty moves dataDir aside (kept until Commit, like a restore's previous
-// data) so that etcd starts from nothing: how a member joins an existing
-// cluster. It returns where the old data went ("" if there was none) and
-// refuses while an etcd process holds dataDir.
+// Empty moves dataDir's member directory aside (kept until Commit, like a
+// restore's previous data) so that etcd starts from nothing: how a member
+// joins an existing cluster. It returns where the old data went ("" if
+// there was none) and refuses while an etcd process holds dataDir.
 func Empty(dataDir, operationID string) (previous string, err error) {
 	if !filepath.IsAbs(dataDir) {
 		return "", fmt.Errorf("%w: data directory %q must be absolute", ErrInvalidArgument, dataDir)
@@ -211,33 +233,48 @@ func Empty(dataDir, operationID string) (previous string, err error) {
 	return moveAside(dataDir, operationID)
 }
 
-// moveAside renames dataDir to its .triad-previous-<operation> name if it
-// exists. A retry of the same operation finds it already moved.
+// previousPrefix names the directories, inside a data directory, that hold
+// member directories moved aside.
+const previousPrefix = ".triad-previous-"
+
+// moveAside moves dataDir/member into dataDir/.triad-previous-<operation>
+// if it exists, staying on dataDir's filesystem. A retry of the same
+// operation finds it already moved.
 func moveAside(dataDir, operationID string) (string, error) {
-	had, err := exists(dataDir)
+	member := filepath.Join(dataDir, "member")
+	previous := filepath.Join(dataDir, previousPrefix+operationID)
+	had, err := exists(member)
 	if err != nil || !had {
-		if prev := dataDir + ".triad-previous-" + operationID; err == nil {
-			if moved, _ := exists(prev); moved {
-				return prev, nil
+		if err == nil {
+			if moved, _ := exists(filepath.Join(previous, "member")); moved {
+				return previous, nil
 			}
 		}
 		return "", err
 	}
-	previous := dataDir + ".triad-previous-" + operationID
-	if err := os.Rename(dataDir, previous); err != nil {
-		return "", fmt.Errorf("moving the old data directory aside: %w", err)
+	if err := os.MkdirAll(previous, 0o700); err != nil {
+		return "", fmt.Errorf("moving the old data aside: %w", err)
+	}
+	if err := os.Rename(member, filepath.Join(previous, "member")); err != nil {
+		return "", fmt.Errorf("moving the old data aside: %w", err)
 	}
 	return previous, nil
 }
 
-// Commit deletes the data directories that restores into dataDir kept
-// aside. Call it only once the coordinator has confirmed the new cluster.
+// Commit deletes the data that restores into dataDir kept aside (and, from
+// agents before the data lived inside dataDir, its .triad-previous-*
+// siblings). Call it only once the coordinator has confirmed the new
+// cluster.
 func Commit(dataDir string) (removed []string, err error) {
-	previous, err := filepath.Glob(dataDir + ".triad-previous-*")
+	inside, err := filepath.Glob(filepath.Join(dataDir, previousPrefix+"*"))
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range previous {
+	siblings, err := filepath.Glob(dataDir + previousPrefix + "*")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range append(inside, siblings...) {
 		if err := os.RemoveAll(p); err != nil {
 			return removed, fmt.Errorf("removing %s: %w", p, err)
 		}

@@ -1,7 +1,8 @@
 // Package etcdsnap owns etcd snapshots on a node: taking one through the
 // client v3 snapshot API and streaming it while hashing, receiving one from
 // the coordinator, verifying a snapshot file (etcd's own appended sha256 and
-// the bbolt structure) and restoring it into a fresh data directory with a
+// the bbolt structure), checking that the linked etcdutl restores the etcd
+// version that wrote it, and restoring it into a fresh data directory with a
 // new membership. It never touches a data directory that etcd has open, and
 // never deletes the previous data directory before the coordinator commits.
 package etcdsnap

@@ -29,6 +29,15 @@ var (
 	ErrStaleEpoch = errors.New("stale epoch")
 )
 
+// The agent refuses a fenced request with gRPC code FailedPrecondition and
+// a google.rpc.ErrorInfo detail of ErrorDomain and one of these reasons;
+// the coordinator decodes the detail (agentclient.Fenced), never the text.
+const (
+	ErrorDomain        = "triad.dev"
+	ReasonStaleEpoch   = "STALE_EPOCH"
+	ReasonWrongCluster = "WRONG_CLUSTER"
+)
+
 var operationIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // ValidateOperationID checks the syntax of an operation id.

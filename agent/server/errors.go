@@ -39,7 +39,7 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, etcdsnap.ErrCorrupt):
 		code = codes.DataLoss
-	case errors.Is(err, etcdsnap.ErrDataDirInUse), errors.Is(err, etcd.ErrQuorumAtRisk):
+	case errors.Is(err, etcdsnap.ErrDataDirInUse), errors.Is(err, etcdsnap.ErrUnsupportedVersion), errors.Is(err, etcd.ErrQuorumAtRisk):
 		code = codes.FailedPrecondition
 	case errors.Is(err, etcd.ErrUnreachable):
 		code = codes.Unavailable

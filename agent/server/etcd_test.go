@@ -7,14 +7,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"go.etcd.io/etcd/api/v3/version"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/triad-k8s/triad/agent/etcd"
 	"github.com/triad-k8s/triad/agent/etcd/etcdtest"
+	"github.com/triad-k8s/triad/agent/etcdsnap/etcdsnaptest"
 	"github.com/triad-k8s/triad/agent/server"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
@@ -145,7 +148,7 @@ func TestEtcdSnapshotTravelsFromOneAgentToAnotherAndRestoresOnce(t *testing.T) {
 	if !proto.Equal(first, again) {
 		t.Errorf("retry returned %v, first call %v", again, first)
 	}
-	if moved, _ := filepath.Glob(dstDataDir + ".triad-previous-*"); len(moved) != 0 {
+	if moved, _ := filepath.Glob(filepath.Join(dstDataDir, ".triad-previous-*")); len(moved) != 0 {
 		t.Errorf("the retry restored a second time, moving %v aside", moved)
 	}
 }
@@ -205,6 +208,45 @@ func TestBadSnapshotRequestsAreRefusedAndChangeNothing(t *testing.T) {
 	st, err := src.client.GetEtcdStatus(ctx(t), &agentv1.GetEtcdStatusRequest{})
 	if err != nil || !st.GetHealthy() {
 		t.Fatalf("etcd unhealthy after refused requests: %v %v", st, err)
+	}
+}
+
+func TestASnapshotOfANewerEtcdIsRefusedWithFailedPreconditionAndChangesNothing(t *testing.T) {
+	p := newTestPKI(t)
+	src := startEtcdNode(t, p, "127.0.0.33")
+	data, _ := takeSnapshot(t, src.client)
+	newer := etcdsnaptest.WithStorageVersion(t, data, "3.7.0")
+	sum := sha256.Sum256(newer)
+	tr := &agentv1.SnapshotTrailer{Sha256: hex.EncodeToString(sum[:]), SizeBytes: int64(len(newer))}
+
+	dstDataDir := filepath.Join(t.TempDir(), "etcd")
+	if err := os.MkdirAll(filepath.Join(dstDataDir, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dstDataDir, "member", "marker"), []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startAgentWith(t, server.Config{Cluster: cluster, NodeName: "cp-a", StateDir: t.TempDir(), TLS: p.agent, EtcdDataDir: dstDataDir})
+	dst := dial(t, addr, p.coordinator)
+	if _, err := upload(t, dst, "newer", newer, tr); err != nil {
+		t.Fatalf("UploadSnapshot: %v", err)
+	}
+	_, err := dst.RestoreSnapshot(ctx(t), &agentv1.RestoreSnapshotRequest{
+		Header: header(1), SnapshotId: "newer", Sha256: tr.GetSha256(),
+		Membership: &agentv1.EtcdMembership{MemberName: "cp-a", PeerUrls: []string{"https://127.0.0.41:2380"}, InitialCluster: "cp-a=https://127.0.0.41:2380", ClusterToken: "new"},
+	})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("got %v, want FailedPrecondition", err)
+	}
+	for _, want := range []string{`"3.7.0"`, version.Version} {
+		if !strings.Contains(status.Convert(err).Message(), want) {
+			t.Errorf("message %q does not name %s", status.Convert(err).Message(), want)
+		}
+	}
+	entries, _ := os.ReadDir(dstDataDir)
+	member, _ := os.ReadDir(filepath.Join(dstDataDir, "member"))
+	if len(entries) != 1 || len(member) != 1 || member[0].Name() != "marker" {
+		t.Errorf("refused restore changed the data directory: %v, member/ %v", entries, member)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -82,11 +83,23 @@ func admit(fence *fencing.Store, h *agentv1.RequestHeader) error {
 		return nil
 	case errors.Is(err, fencing.ErrInvalidHeader):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, fencing.ErrStaleEpoch), errors.Is(err, fencing.ErrWrongCluster):
-		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, fencing.ErrStaleEpoch):
+		return fenced(err, fencing.ReasonStaleEpoch)
+	case errors.Is(err, fencing.ErrWrongCluster):
+		return fenced(err, fencing.ReasonWrongCluster)
 	default:
 		return status.Errorf(codes.Unavailable, "checking fencing epoch: %v", err)
 	}
+}
+
+// fenced is a refusal by the fencing store: FailedPrecondition with an
+// ErrorInfo detail naming the reason, for the coordinator to decode.
+func fenced(err error, reason string) error {
+	st := status.New(codes.FailedPrecondition, err.Error())
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: fencing.ErrorDomain}); derr == nil {
+		return d.Err()
+	}
+	return st.Err()
 }
 
 func fencingUnary(fence *fencing.Store) grpc.UnaryServerInterceptor {

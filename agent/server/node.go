@@ -101,6 +101,10 @@ func (s *service) ReconfigureManifests(ctx context.Context, req *agentv1.Reconfi
 			}
 		}
 	}
+	kubeconfigs, err := localKubeconfigEdits(s.kubeconfigDir(), req.GetAdvertiseAddress())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	resp := &agentv1.ReconfigureManifestsResponse{}
 	if req.GetEmptyEtcdDataDir() {
 		// Before any manifest changes: a running etcd refuses it.
@@ -125,6 +129,18 @@ func (s *service) ReconfigureManifests(ctx context.Context, req *agentv1.Reconfi
 		if changed {
 			resp.ChangedFiles = append(resp.ChangedFiles, p.Path)
 		}
+	}
+	for _, k := range kubeconfigs {
+		saved := filepath.Join(backup, filepath.Base(k.path))
+		if _, err := os.Stat(saved); errors.Is(err, os.ErrNotExist) {
+			if err := atomicfile.Write(saved, k.original, 0o600); err != nil {
+				return nil, status.Errorf(codes.Internal, "backing up %s: %v", k.path, err)
+			}
+		}
+		if err := atomicfile.Write(k.path, k.updated, 0o600); err != nil {
+			return nil, status.Errorf(codes.Internal, "writing %s: %v", k.path, err)
+		}
+		resp.ChangedFiles = append(resp.ChangedFiles, k.path)
 	}
 	s.cfg.Logger.InfoContext(ctx, "manifests reconfigured", "cluster", s.cfg.Cluster, "op", req.GetHeader().GetOperationId(), "changed", fmt.Sprint(resp.ChangedFiles), "etcdDataMovedTo", resp.PreviousEtcdDataDir)
 	return resp, nil

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/triad-k8s/triad/agent/etcd/etcdtest"
 	"github.com/triad-k8s/triad/agent/server"
@@ -39,8 +41,34 @@ func kubeadmNode(t *testing.T) (manifestDir, parkedDir, dataDir string) {
 	if err := os.WriteFile(filepath.Join(dataDir, "member", "old"), []byte("cloned"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The kubeconfigs as kubeadm init wrote them on the original node
+	// (127.0.0.40): a clone carries them.
+	for _, n := range []string{"admin", "controller-manager", "scheduler"} {
+		if err := os.WriteFile(filepath.Join(root, n+".conf"), []byte(fmt.Sprintf(kubeconfigOf, n)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return manifestDir, parkedDir, dataDir
 }
+
+const kubeconfigOf = `apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: ""
+    server: https://127.0.0.40:6443
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: system:%[1]s
+  name: system:%[1]s@kubernetes
+current-context: system:%[1]s@kubernetes
+users:
+- name: system:%[1]s
+  user:
+    token: t
+`
 
 // A member joining an existing cluster from a cloned disk: the old etcd data
 // goes aside, the manifests name the joining membership and the new
@@ -72,11 +100,30 @@ func TestReconfigureManifestsForAJoiningMemberOfANewVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetPreviousEtcdDataDir() == "" || len(resp.GetChangedFiles()) != 4 {
-		t.Fatalf("response %v: want the data moved and 4 manifests changed", resp)
+	if resp.GetPreviousEtcdDataDir() == "" || len(resp.GetChangedFiles()) != 6 {
+		t.Fatalf("response %v: want the data moved, 4 manifests and 2 kubeconfigs changed", resp)
 	}
-	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
-		t.Errorf("data directory still there: %v", err)
+	// As kubeadm lays out an HA control-plane node: the controller-manager
+	// and the scheduler talk to their own kube-apiserver; admin.conf keeps
+	// the control-plane endpoint (the original's address, the LBs' now).
+	root := filepath.Dir(manifestDir)
+	for n, want := range map[string]string{"controller-manager": "https://127.0.0.44:6443", "scheduler": "https://127.0.0.44:6443", "admin": "https://127.0.0.40:6443"} {
+		raw, err := os.ReadFile(filepath.Join(root, n+".conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := clientcmd.Load(raw)
+		if err != nil {
+			t.Fatalf("%s.conf after the rewrite: %v", n, err)
+		}
+		if got := cfg.Clusters["kubernetes"].Server; got != want {
+			t.Errorf("%s.conf points at %s, want %s", n, got, want)
+		}
+	}
+	// The data moves aside inside the data directory (it may be its own
+	// disk): etcd starts with no member directory.
+	if _, err := os.Stat(filepath.Join(dataDir, "member")); !os.IsNotExist(err) {
+		t.Errorf("member directory still there: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(resp.GetPreviousEtcdDataDir(), "member", "old")); err != nil {
 		t.Errorf("old data not kept aside: %v", err)

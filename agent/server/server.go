@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agentauth "github.com/triad-k8s/triad/agent/auth"
+	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/agent/etcd"
 	"github.com/triad-k8s/triad/agent/fencing"
 	"github.com/triad-k8s/triad/agent/gate"
@@ -66,9 +68,12 @@ type Config struct {
 	// ProbeHost, if set, replaces loopback hosts in the components' health
 	// probe URLs (the local cloud's VM address stands in for localhost).
 	ProbeHost string
-	// Hold names static pods to park when the agent starts, before the
-	// kubelet does (from the VM's boot data or a flag).
+	// Hold names static pods to park whenever the agent starts, before
+	// the kubelet runs them (a flag).
 	Hold []string
+	// BootData is the VM's boot data, if it has any: its HoldStaticPods
+	// are parked at the first start only, recorded in StateDir's ledger.
+	BootData *bootdata.Data
 	// Runtime overrides the CRI runtime (tests).
 	Runtime staticpods.Runtime
 	// TLS is the agent's serving certificate and triad's CA.
@@ -164,10 +169,44 @@ func New(cfg Config) (*Server, error) {
 	return &Server{grpc: gs, journal: journal, svc: svc, tls: tlsCfg}, nil
 }
 
-// holdAtStart parks the pods the VM was booted to hold. A name without a
-// manifest is logged, not fatal: the agent must come up to be repaired.
+// holdAtStart parks the pods the VM was booted to hold, the boot data's
+// only once. A name without a manifest is logged, not fatal: the agent must
+// come up to be repaired.
 func holdAtStart(pods *staticpods.Manager, cfg Config) error {
-	for _, name := range cfg.Hold {
+	hold := slices.Clone(cfg.Hold)
+	ledger := bootdata.OpenLedger(cfg.StateDir)
+	bd := cfg.BootData
+	if bd != nil {
+		applied, at, err := ledger.Applied(bd.ID)
+		switch {
+		case err != nil:
+			return err
+		case applied:
+			cfg.Logger.Info("boot data already applied: static pods run as the kubelet finds them", "bootData", bd.ID, "appliedAt", at.Format(time.RFC3339))
+			bd = nil
+		case bd.ID == "":
+			cfg.Logger.Warn("boot data has no id: it applies at every start", "holdStaticPods", bd.HoldStaticPods)
+			hold = append(hold, bd.HoldStaticPods...)
+		default:
+			hold = append(hold, bd.HoldStaticPods...)
+		}
+	}
+	if err := park(pods, cfg, hold); err != nil {
+		return err
+	}
+	if bd != nil {
+		if err := ledger.Record(bd.ID, time.Now()); err != nil {
+			return err
+		}
+		if bd.ID != "" {
+			cfg.Logger.Info("boot data applied", "bootData", bd.ID, "held", bd.HoldStaticPods)
+		}
+	}
+	return nil
+}
+
+func park(pods *staticpods.Manager, cfg Config, hold []string) error {
+	for _, name := range hold {
 		err := pods.Park([]string{name})
 		switch {
 		case err == nil:
@@ -246,6 +285,7 @@ func (s *service) GetInfo(ctx context.Context, _ *agentv1.GetInfoRequest) (*agen
 		ParkedDir:    s.cfg.ParkedDir,
 		EtcdDataDir:  s.cfg.EtcdDataDir,
 		HighestEpoch: s.fence.Highest(),
+		Kubeconfigs:  kubeconfigServers(s.kubeconfigDir()),
 	}, nil
 }
 

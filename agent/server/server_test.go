@@ -174,8 +174,17 @@ func TestFencingRefusesStaleEpochAcrossRestarts(t *testing.T) {
 		t.Fatalf("same epoch again: %v", err)
 	}
 	_, err := c.SetGate(ctx(t), &agentv1.SetGateRequest{Header: header(6), Open: false})
-	if status.Code(err) != codes.FailedPrecondition {
-		t.Fatalf("epoch 6 after 7: got %v, want FailedPrecondition", err)
+	if status.Code(err) != codes.FailedPrecondition || !agentclient.Fenced(err) || agentclient.WrongCluster(err) {
+		t.Fatalf("epoch 6 after 7: got %v, want FailedPrecondition with the stale-epoch reason", err)
+	}
+	// Another cluster's request: refused with its own reason, not "fenced".
+	_, err = c.SetGate(ctx(t), &agentv1.SetGateRequest{Header: &agentv1.RequestHeader{OperationId: "op-x", Epoch: 8, Cluster: "other"}, Open: false})
+	if status.Code(err) != codes.FailedPrecondition || agentclient.Fenced(err) || !agentclient.WrongCluster(err) {
+		t.Fatalf("another cluster's request: got %v, want FailedPrecondition with the wrong-cluster reason", err)
+	}
+	// A refusal for any other reason is neither.
+	if other := status.Error(codes.FailedPrecondition, "stale epoch: but not from the fencing store"); agentclient.Fenced(other) {
+		t.Error("a FailedPrecondition without the detail counts as fenced: text is matched")
 	}
 
 	// A new agent process on the same state directory remembers epoch 7.

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/agent/server"
 	"github.com/triad-k8s/triad/agent/staticpods/critest"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
@@ -97,5 +98,70 @@ func TestStaticPodsOverTheWire(t *testing.T) {
 	}
 	if !cri.Running("etcd-cp-0") {
 		t.Error("etcd stopped by a refused call")
+	}
+}
+
+// TestBootDataHoldsOnlyAtTheFirstStart: a cloud hands a VM the same boot
+// data on every boot; the agent holds its static pods once, so a restart
+// or a reboot after the coordinator started them runs them all.
+func TestBootDataHoldsOnlyAtTheFirstStart(t *testing.T) {
+	p := newTestPKI(t)
+	root := t.TempDir()
+	manifests, parked, state := filepath.Join(root, "manifests"), filepath.Join(root, "parked"), filepath.Join(root, "state")
+	os.MkdirAll(manifests, 0o755)
+	names := []string{"etcd", "kube-apiserver"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(manifests, n+".yaml"), []byte(fmt.Sprintf(minimalManifest, n)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cri := critest.Start(t)
+	critest.SimulateKubelet(t, cri, manifests, "cp-0", names)
+	start := func(bd *bootdata.Data) (string, *server.Server) {
+		return startAgentWith(t, server.Config{
+			Cluster: cluster, NodeName: "cp-0", StateDir: state, TLS: p.agent,
+			ManifestDir: manifests, ParkedDir: parked, CRIEndpoint: cri.Endpoint, BootData: bd,
+		})
+	}
+	isParked := func(name string) bool {
+		_, err := os.Stat(filepath.Join(parked, name+".yaml"))
+		return err == nil
+	}
+	boot := &bootdata.Data{ID: "migrate-1/e2e-cp-a", HoldStaticPods: names}
+
+	_, srv := start(boot)
+	for _, n := range names {
+		if !isParked(n) {
+			t.Fatalf("first start: %s not held", n)
+		}
+	}
+	// A restart before the coordinator started them keeps them held.
+	srv.Stop()
+	addr, srv := start(boot)
+	for _, n := range names {
+		if !isParked(n) {
+			t.Fatalf("restart before the start: %s no longer held", n)
+		}
+	}
+	// The coordinator starts them; a restart (or a reboot: the same start
+	// with the same boot data) must leave them running.
+	if _, err := dial(t, addr, p.coordinator).StartStaticPods(ctx(t), &agentv1.StartStaticPodsRequest{Header: header(1), Names: names}); err != nil {
+		t.Fatalf("StartStaticPods: %v", err)
+	}
+	srv.Stop()
+	_, srv = start(boot)
+	for _, n := range names {
+		if isParked(n) {
+			t.Errorf("restart after the coordinator started %s: held again (the boot data applied twice)", n)
+		}
+		if !cri.Running(n + "-cp-0") {
+			t.Errorf("restart after the start: %s not running", n)
+		}
+	}
+	// Other boot data (another operation's VM from the same disk) applies.
+	srv.Stop()
+	start(&bootdata.Data{ID: "upgrade-2/e2e-cp-a-x", HoldStaticPods: []string{"etcd"}})
+	if !isParked("etcd") || isParked("kube-apiserver") {
+		t.Errorf("new boot data: etcd parked %v (want true), kube-apiserver parked %v (want false)", isParked("etcd"), isParked("kube-apiserver"))
 	}
 }

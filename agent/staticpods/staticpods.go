@@ -19,7 +19,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/triad-k8s/triad/agent/atomicfile"
 )
 
 var (
@@ -144,7 +147,7 @@ func (m *Manager) Park(names []string) error {
 			// active one is the newer truth, keep it as the parked copy.
 			fallthrough
 		case active:
-			if err := os.Rename(m.manifestPath(n), m.parkedPath(n)); err != nil {
+			if err := move(m.manifestPath(n), m.parkedPath(n)); err != nil {
 				return fmt.Errorf("parking %s: %w", n, err)
 			}
 		}
@@ -186,7 +189,7 @@ func (m *Manager) start(ctx context.Context, names []string, check func(context.
 			return nil, err
 		}
 		if parked && !active {
-			if err := os.Rename(m.parkedPath(n), m.manifestPath(n)); err != nil {
+			if err := move(m.parkedPath(n), m.manifestPath(n)); err != nil {
 				return nil, fmt.Errorf("starting %s: %w", n, err)
 			}
 		}
@@ -337,4 +340,27 @@ func (m *Manager) CurrentPath(name string) (string, error) {
 		return m.manifestPath(name), nil
 	}
 	return m.parkedPath(name), nil
+}
+
+// move renames src to dst, or, when they are on different filesystems
+// (/etc and /var are separate partitions on many hardened nodes), writes
+// dst atomically and then removes src. A crash in between leaves both; the
+// callers treat the manifest directory's copy as the truth.
+func move(src, dst string) error {
+	err := os.Rename(src, dst)
+	if !errors.Is(err, syscall.EXDEV) {
+		return err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	info, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(dst, data, info.Mode().Perm()); err != nil {
+		return err
+	}
+	return os.Remove(src)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,7 +47,11 @@ var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	root := t.TempDir()
-	manifests, parked := filepath.Join(root, "manifests"), filepath.Join(root, "parked")
+	return newFixtureIn(t, filepath.Join(root, "manifests"), filepath.Join(root, "parked"))
+}
+
+func newFixtureIn(t *testing.T, manifests, parked string) fixture {
+	t.Helper()
 	if err := os.MkdirAll(manifests, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +231,47 @@ func TestStartRunningDoesNotWaitForHealth(t *testing.T) {
 	// Start, with its health check, times out on the same pod.
 	if _, err := f.mgr.Start(timeout(t, time.Second), []string{"kube-scheduler"}); !errors.Is(err, staticpods.ErrTimeout) {
 		t.Fatalf("Start with failing health: %v, want a timeout", err)
+	}
+}
+
+// On many nodes /etc (the manifests) and /var (the agent's parked
+// manifests) are separate filesystems: a rename between them fails with
+// EXDEV. A tmpfs holding the parked directory is such a node.
+func TestParkAndStartAcrossFilesystems(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a second filesystem needs root")
+	}
+	root := t.TempDir()
+	varDir := filepath.Join(root, "var")
+	os.MkdirAll(varDir, 0o755)
+	if err := syscall.Mount("tmpfs", varDir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(varDir, syscall.MNT_DETACH) })
+	manifests, parked := filepath.Join(root, "etc", "manifests"), filepath.Join(varDir, "parked")
+	f := newFixtureIn(t, manifests, parked)
+	os.MkdirAll(parked, 0o700)
+	if err := os.Rename(filepath.Join(manifests, "etcd.yaml"), filepath.Join(parked, "probe")); !errors.Is(err, syscall.EXDEV) {
+		t.Fatalf("rename across the two filesystems: %v, want EXDEV", err)
+	}
+	before, _ := os.ReadFile(filepath.Join(manifests, "kube-scheduler.yaml"))
+	if _, err := f.mgr.Stop(timeout(t, 10*time.Second), []string{"kube-scheduler"}); err != nil {
+		t.Fatalf("Stop across filesystems: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(manifests, "kube-scheduler.yaml")); !os.IsNotExist(err) {
+		t.Fatalf("manifest still in the manifest directory: %v", err)
+	}
+	if f.cri.Running("kube-scheduler-" + node) {
+		t.Fatal("kube-scheduler still runs after Stop")
+	}
+	if _, err := f.mgr.Start(timeout(t, 10*time.Second), []string{"kube-scheduler"}); err != nil {
+		t.Fatalf("Start across filesystems: %v", err)
+	}
+	after, err := os.ReadFile(filepath.Join(manifests, "kube-scheduler.yaml"))
+	if err != nil || string(after) != string(before) {
+		t.Fatalf("manifest after Start = %q, %v; want it unchanged", after, err)
+	}
+	if _, err := os.Stat(filepath.Join(parked, "kube-scheduler.yaml")); !os.IsNotExist(err) {
+		t.Errorf("parked copy left behind: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,6 +130,33 @@ func TestLoadBalancerFollowsGatesAndVMs(t *testing.T) {
 		return nil
 	})
 
+	// A VM reaches the load balancer too, as a kubelet on a new control
+	// plane node reaches the old address: through the bridge, from its own
+	// network namespace, where the host's addresses are not.
+	fromVM, err := cloud.DialInVM(vms[0].ID, "tcp", front, 2*time.Second)
+	if err != nil {
+		t.Fatalf("dialing the load balancer from inside %s: %v", vms[0].ID, err)
+	}
+	fromVM.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if b, err := io.ReadAll(fromVM); err != nil || len(b) == 0 {
+		t.Errorf("the load balancer answered a VM %q, %v", b, err)
+	}
+	fromVM.Close()
+	hostOnly, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostOnly.Close()
+	if c, err := net.DialTimeout("tcp", hostOnly.Addr().String(), time.Second); err != nil {
+		t.Fatalf("the host's own listener: %v", err)
+	} else {
+		c.Close()
+	}
+	if c, err := cloud.DialInVM(vms[0].ID, "tcp", hostOnly.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("a VM reached the host's 127.0.0.1: its loopback is not its own")
+	}
+
 	// Closing a gate drains that VM within the health-check window.
 	os.Remove(filepath.Join(cloud.DiskDir(vms[1].ID), "gate-open"))
 	eventually(t, "a closed gate gets no new connections", func() error {
@@ -217,7 +246,7 @@ func tree(t *testing.T, root string) map[string]string {
 }
 
 func TestDisksSurviveStopStartAndSnapshotsCopyThemExactly(t *testing.T) {
-	cloud, _ := newCloud(t)
+	cloud, cfg := newCloud(t)
 	ctx := t.Context()
 	seed := t.TempDir()
 	os.MkdirAll(filepath.Join(seed, "etc/kubernetes/pki"), 0o755)
@@ -228,25 +257,49 @@ func TestDisksSurviveStopStartAndSnapshotsCopyThemExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(cloud.DiskDir(vm.ID), "written-while-running"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(cloud.DataDiskDir(vm.ID), "on-the-data-disk"), []byte("y"), 0o600)
 	if _, err := cloud.StopInstance(ctx, vm.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cloud.StartInstance(ctx, vm.ID); err != nil {
 		t.Fatal(err)
 	}
-	before := tree(t, cloud.DiskDir(vm.ID))
-	if before["written-while-running"] == "" || before["etc/kubernetes/pki/ca.key"] != "-rw------- secret" {
-		t.Fatalf("disk after stop/start: %v", before)
-	}
+	// Compared once booted and stopped: a booting VM is still writing its
+	// hostname, hosts and machine id.
+	waitBooted(t, cloud, vm.ID, "cp")
 	if _, err := cloud.StopInstance(ctx, vm.ID); err != nil {
 		t.Fatal(err)
+	}
+	before := tree(t, cloud.DiskDir(vm.ID))
+	if before["written-while-running"] == "" || before["etc/kubernetes/pki/ca.key"] != "-rw------- secret" || before["etc/machine-id"] == "" {
+		t.Fatalf("disk after stop/start: %v", before)
 	}
 	snap, err := cloud.CreateDiskSnapshot(ctx, sdk.CreateDiskSnapshotRequest{IdempotencyToken: "s", InstanceID: vm.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The snapshot is both disks, exactly.
+	data := tree(t, cloud.DataDiskDir(vm.ID))
+	for disk, want := range map[string]map[string]string{"root": before, "data": data} {
+		got := tree(t, filepath.Join(cfg.StateDir, "snapshots", snap.ID, disk))
+		if len(got) != len(want) {
+			t.Errorf("snapshot's %s disk has %d entries, source %d", disk, len(got), len(want))
+		}
+		for p, v := range want {
+			if got[p] != v {
+				t.Errorf("snapshot's %s disk: %s = %q, source %q", disk, p, got[p], v)
+			}
+		}
+	}
 	clone, err := cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{IdempotencyToken: "c", Name: "clone", Zone: "local-b", DiskSnapshotID: snap.ID})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A clone boots as itself: its hostname and hosts are its own (as
+	// cloud-init writes them); everything else is the source's, its machine
+	// id included (as a cloned disk's).
+	waitBooted(t, cloud, clone.ID, "clone")
+	if _, err := cloud.StopInstance(ctx, clone.ID); err != nil {
 		t.Fatal(err)
 	}
 	after := tree(t, cloud.DiskDir(clone.ID))
@@ -254,9 +307,22 @@ func TestDisksSurviveStopStartAndSnapshotsCopyThemExactly(t *testing.T) {
 		t.Fatalf("clone has %d entries, source %d", len(after), len(before))
 	}
 	for p, v := range before {
-		if after[p] != v {
-			t.Errorf("%s: clone %q, source %q", p, after[p], v)
+		switch p {
+		case "etc/hostname", "etc/hosts":
+			if !strings.Contains(after[p], "clone") {
+				t.Errorf("%s of the clone: %q, want its own name", p, after[p])
+			}
+		default:
+			if after[p] != v {
+				t.Errorf("%s: clone %q, source %q", p, after[p], v)
+			}
 		}
+	}
+	if cloud.MachineID(clone.ID) != cloud.MachineID(vm.ID) || cloud.MachineID(vm.ID) == "" {
+		t.Errorf("machine ids: clone %q, source %q; a cloned disk keeps its source's", cloud.MachineID(clone.ID), cloud.MachineID(vm.ID))
+	}
+	if got := tree(t, cloud.DataDiskDir(clone.ID)); got["on-the-data-disk"] != data["on-the-data-disk"] || got["on-the-data-disk"] == "" {
+		t.Errorf("clone's data disk: %v, source %v", got, data)
 	}
 }
 
@@ -278,4 +344,132 @@ func TestInjectedFaultsFailOnce(t *testing.T) {
 	if _, err := cloud.StopInstance(t.Context(), vm.ID); err != nil {
 		t.Fatalf("second StopInstance: %v", err)
 	}
+}
+
+// A configuration the namespaced VMs cannot live with is refused, naming
+// why, and creates nothing.
+func TestConfigurationsTheVMsCannotUseAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  local.Config
+		want string
+	}{
+		{"state under /var", local.Config{StateDir: "/var/tmp/triad-test-localcloud", Binary: binary}, "cannot be under /var"},
+		{"state under /etc", local.Config{StateDir: "/etc/triad-test-localcloud", Binary: binary}, "cannot be under /etc"},
+		{"loopback pool", local.Config{StateDir: filepath.Join(t.TempDir(), "c"), Binary: binary, PrivatePrefix: "127.0.10", PublicPrefix: "127.0.20"}, "loopback"},
+		{"one pool", local.Config{StateDir: filepath.Join(t.TempDir(), "c"), Binary: binary, PrivatePrefix: "198.18.9"}, "both address pools"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := local.New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New(%+v) = %v, want an error saying %q", tc.cfg, err, tc.want)
+			}
+			if _, err := os.Stat(tc.cfg.StateDir); !os.IsNotExist(err) {
+				t.Errorf("a refused configuration left %s: %v", tc.cfg.StateDir, err)
+			}
+		})
+	}
+}
+
+// waitBooted waits until VM id has written its boot files for hostname
+// (/etc/hosts and /etc/resolv.conf are the last).
+func waitBooted(t *testing.T, cloud *local.Cloud, id, hostname string) {
+	t.Helper()
+	eventually(t, id+" booted", func() error {
+		hosts, err := os.ReadFile(filepath.Join(cloud.DiskDir(id), "etc", "hosts"))
+		if err != nil || !strings.Contains(string(hosts), " "+hostname+"\n") {
+			return fmt.Errorf("/etc/hosts %q: %v", hosts, err)
+		}
+		if resolv, err := os.ReadFile(filepath.Join(cloud.DiskDir(id), "etc", "resolv.conf")); err != nil || !strings.Contains(string(resolv), "local cloud") {
+			return fmt.Errorf("/etc/resolv.conf %q: %v", resolv, err)
+		}
+		return nil
+	})
+}
+
+// TestAReusedAddressIsAnnounced: a cloud hands a deleted VM's private
+// address to the next VM, and its network learns the new interface at once.
+// A booting VM announces its address (gratuitous ARP), so another VM's
+// neighbour entry for it stops naming the deleted VM's interface: without
+// it, etcd peers and kube-apiservers on other VMs sent to a gone MAC until
+// the entry timed out and was probed again.
+func TestAReusedAddressIsAnnounced(t *testing.T) {
+	cloud, cfg := newCloud(t)
+	stubImage(t, cfg)
+	ctx := t.Context()
+	peer, err := cloud.CreateVM(ctx, local.VMRequest{Name: "peer", Zone: "local-a", Image: "stub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cloud.StopInstance(ctx, peer.ID); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := cloud.CreateDiskSnapshot(ctx, sdk.CreateDiskSnapshotRequest{IdempotencyToken: "s", InstanceID: peer.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cloud.StartInstance(ctx, peer.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitBooted(t, cloud, peer.ID, "peer")
+	first, err := cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{IdempotencyToken: "first", Name: "first", Zone: "local-a", Image: "stub", DiskSnapshotID: snap.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(first.PrivateIP, "16443")
+	eventually(t, "the first VM answers the peer", func() error {
+		c, err := cloud.DialInVM(peer.ID, "tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	// The peer's neighbour entry for the address: "<ip> dev eth0 lladdr <mac> STATE".
+	neighbour := func() string {
+		cmd, err := cloud.Command(peer.ID, "ip", "neigh", "show", first.PrivateIP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("ip neigh in the peer: %v", err)
+		}
+		f := strings.Fields(string(out))
+		for i := range f {
+			if f[i] == "lladdr" && i+1 < len(f) {
+				return f[i+1]
+			}
+		}
+		return ""
+	}
+	firstMAC := neighbour()
+	if firstMAC == "" {
+		t.Fatalf("the peer has no neighbour entry for %s after talking to it", first.PrivateIP)
+	}
+	if err := cloud.DeleteInstance(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Its console output outlives it, as a cloud keeps a terminated
+	// instance's for a while.
+	if b, err := os.ReadFile(filepath.Join(cloud.DeletedVMLogs(first.ID), "supervisor.log")); err != nil || !strings.Contains(string(b), "booted") {
+		t.Errorf("the deleted VM's supervisor log: %v %q", err, b)
+	}
+	second, err := cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{IdempotencyToken: "second", Name: "second", Zone: "local-a", Image: "stub", DiskSnapshotID: snap.ID, PrivateIP: first.PrivateIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.PrivateIP != first.PrivateIP {
+		t.Fatalf("second VM on %s, asked for %s", second.PrivateIP, first.PrivateIP)
+	}
+	waitBooted(t, cloud, second.ID, "second")
+	if mac := neighbour(); mac == firstMAC {
+		t.Fatalf("after the second VM booted on %s, the peer still sends to the deleted VM's interface %s", first.PrivateIP, mac)
+	}
+	eventually(t, "the second VM answers on the reused address", func() error {
+		id, err := dialID(addr)
+		if err == nil && id != second.ID {
+			return errors.New("answered by " + id)
+		}
+		return err
+	})
 }

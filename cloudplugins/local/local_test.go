@@ -112,7 +112,7 @@ func seedFixture(t *testing.T, cloud *local.Cloud, p sdk.Provider) conformance.F
 			pub = a.ID
 		}
 	}
-	return conformance.Fixture{Provider: p, Seed: seed.ID, PrivateAddressID: priv, PublicAddressID: pub, Backends: backends{}, Settle: 15 * time.Second}
+	return conformance.Fixture{Provider: p, Seed: seed.ID, PrivateAddressID: priv, PublicAddressID: pub, Backends: backends{cloud}, Settle: 15 * time.Second}
 }
 
 func TestConformanceInProcess(t *testing.T) {
@@ -139,10 +139,11 @@ func TestConformanceThroughThePluginBinary(t *testing.T) {
 }
 
 // backends serves a gate and a backend on an instance's private address,
-// standing in for triad-agent and kube-apiserver.
-type backends struct{}
+// inside the VM's network namespace, standing in for triad-agent and
+// kube-apiserver.
+type backends struct{ cloud *local.Cloud }
 
-func (backends) Serve(t *testing.T, inst sdk.Instance, hc sdk.HealthCheck, port int, healthy bool) {
+func (b backends) Serve(t *testing.T, inst sdk.Instance, hc sdk.HealthCheck, port int, healthy bool) {
 	gate := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !healthy {
 			http.Error(w, "gate closed", http.StatusServiceUnavailable)
@@ -150,14 +151,14 @@ func (backends) Serve(t *testing.T, inst sdk.Instance, hc sdk.HealthCheck, port 
 		}
 		w.Write([]byte("ok"))
 	}))
-	l, err := net.Listen("tcp", net.JoinHostPort(inst.PrivateIP, strconv.Itoa(hc.Port)))
+	l, err := b.cloud.ListenInVM(inst.ID, "tcp", net.JoinHostPort(inst.PrivateIP, strconv.Itoa(hc.Port)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	gate.Listener = l
 	gate.StartTLS()
 	t.Cleanup(gate.Close)
-	bl, err := net.Listen("tcp", net.JoinHostPort(inst.PrivateIP, strconv.Itoa(port)))
+	bl, err := b.cloud.ListenInVM(inst.ID, "tcp", net.JoinHostPort(inst.PrivateIP, strconv.Itoa(port)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/cloudplugins/local"
-	"github.com/triad-k8s/triad/cloudplugins/local/kubelet"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/agentclient"
 	"github.com/triad-k8s/triad/coordinator/pki"
@@ -35,10 +34,34 @@ spec:
     command: ["sh", "-c", "exec sleep 1000"]
 `
 
+// kubeletConfig runs the real kubelet standalone (no API server) on the
+// local cloud's runtime: the static pods of /etc/kubernetes/manifests.
+const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupsPerQOS: false
+enforceNodeAllocatable: ["none"]
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://` + local.CRISocket + `
+staticPodPath: /etc/kubernetes/manifests
+fileCheckFrequency: 1s
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+readOnlyPort: 0
+failSwapOn: false
+address: 127.0.0.1
+healthzBindAddress: 127.0.0.1
+`
+
 // nodeImage writes the "node" image, the shape of a local control-plane
-// VM: triad-agent, then the kubelet stand-in once the agent listens.
+// VM: triad-agent; the local cloud's container runtime; the real kubelet
+// (TRIAD_K8S_BIN) once the agent listens.
 func nodeImage(t *testing.T, cfg local.Config) {
 	t.Helper()
+	k8sBin := os.Getenv("TRIAD_K8S_BIN")
+	if k8sBin == "" {
+		t.Skip("TRIAD_K8S_BIN is not set: 'make unit' builds the kubelet and sets it")
+	}
 	agentBin := filepath.Join(t.TempDir(), "triad-agent")
 	if out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/triad-agent").CombinedOutput(); err != nil {
 		t.Fatalf("building triad-agent: %v\n%s", err, out)
@@ -48,11 +71,12 @@ func nodeImage(t *testing.T, cfg local.Config) {
 	img := local.Image{Processes: []local.ImageProcess{
 		{Name: "triad-agent", Command: []string{agentBin, "--cluster", "local-test", "--node-name", "{{name}}",
 			"--listen", "{{ip}}:9443", "--gate-listen", "{{ip}}:9444", "--apiserver-url", "", "--etcd-endpoint", "",
-			"--state-dir", "{{disk}}/var/lib/triad-agent", "--boot-data", "{{disk}}/" + local.BootDataPath,
-			"--manifest-dir", "{{disk}}/etc/kubernetes/manifests", "--parked-dir", "{{disk}}/var/lib/triad-agent/parked",
-			"--cri-endpoint", "unix://{{cri}}", "--probe-host", "{{ip}}", "--pki-dir", "{{disk}}/etc/kubernetes/pki",
-			"--tls-cert", "{{disk}}/etc/triad/pki/agent.crt", "--tls-key", "{{disk}}/etc/triad/pki/agent.key", "--tls-ca", "{{disk}}/etc/triad/pki/ca.crt"}},
-		{Name: "kubelet", StartAfterTCP: "{{ip}}:9443", Command: []string{binary, "kubelet", "--root", "{{disk}}", "--ip", "{{ip}}", "--node-name", "{{name}}", "--images", images}},
+			"--state-dir", "/var/lib/triad-agent", "--boot-data", "/" + local.BootDataPath,
+			"--manifest-dir", "/etc/kubernetes/manifests", "--parked-dir", "/var/lib/triad-agent/parked",
+			"--cri-endpoint", "unix://{{cri}}", "--pki-dir", "/etc/kubernetes/pki",
+			"--tls-cert", "/etc/triad/pki/agent.crt", "--tls-key", "/etc/triad/pki/agent.key", "--tls-ca", "/etc/triad/pki/ca.crt"}},
+		{Name: "cri", Command: []string{binary, "cri", "--socket", "{{cri}}", "--state-dir", "/run/triad/cri", "--images", images}},
+		{Name: "kubelet", StartAfterTCP: "{{ip}}:9443", Command: []string{filepath.Join(k8sBin, "kubelet"), "--config", "/var/lib/kubelet/config.yaml"}},
 	}}
 	os.MkdirAll(filepath.Join(cfg.StateDir, "images"), 0o700)
 	if err := writeJSONFile(filepath.Join(cfg.StateDir, "images", "node.json"), img); err != nil {
@@ -77,6 +101,8 @@ func TestAVMRunsTheAgentAndTheKubeletAndAClonedVMHoldsPods(t *testing.T) {
 		data, _ := os.ReadFile(src)
 		os.WriteFile(filepath.Join(seed, "etc/triad/pki", dst), data, 0o600)
 	}
+	os.MkdirAll(filepath.Join(seed, "var/lib/kubelet"), 0o755)
+	os.WriteFile(filepath.Join(seed, "var/lib/kubelet/config.yaml"), []byte(kubeletConfig), 0o600)
 	for _, name := range []string{"etcd", "kube-controller-manager"} {
 		os.WriteFile(filepath.Join(seed, "etc/kubernetes/manifests", name+".yaml"), fmt.Appendf(nil, shellPod, name), 0o600)
 	}
@@ -107,7 +133,11 @@ func TestAVMRunsTheAgentAndTheKubeletAndAClonedVMHoldsPods(t *testing.T) {
 		"etcd": agentv1.StaticPodState_STATIC_POD_STATE_RUNNING, "kube-controller-manager": agentv1.StaticPodState_STATIC_POD_STATE_STOPPED,
 	})
 	// Held means never started: the clone's runtime never ran it.
-	cri, err := criclient.NewRemoteRuntimeService(ctx, "unix://"+kubelet.SocketPath(cloud.DiskDir(clone.ID)), 5*time.Second, nil, false)
+	socket, err := cloud.VMPath(clone.ID, local.CRISocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cri, err := criclient.NewRemoteRuntimeService(ctx, "unix://"+socket, 5*time.Second, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,11 @@ import (
 // spawn starts binary with args, detached, logging to logPath, and returns
 // its pid. The child is reaped by a goroutine while this process lives.
 func spawn(binary string, args []string, logPath string) (int, error) {
+	return spawnIn(binary, args, logPath, 0)
+}
+
+// spawnIn is spawn with the child in new namespaces (CLONE_NEW* flags).
+func spawnIn(binary string, args []string, logPath string, cloneflags uintptr) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return 0, err
 	}
@@ -31,7 +36,7 @@ func spawn(binary string, args []string, logPath string) (int, error) {
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: cloneflags}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("starting %s %v: %w", binary, args, err)
 	}
@@ -64,7 +69,7 @@ func alive(pid int, marker string) bool {
 // sessionMembers lists the live processes of session sid. A long-lived
 // process of the local cloud leads its own session (Setsid), and everything
 // it starts stays in that session even in other process groups (the
-// kubelet stand-in gives each container its own group), so a session is
+// container runtime gives each container its own group), so a session is
 // everything a VM runs.
 func sessionMembers(sid int) []int {
 	var pids []int
@@ -102,7 +107,21 @@ func stopGroup(pid int, marker string, grace time.Duration) {
 	}
 	syscall.Kill(-pid, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
+	// Then, as an init system's last stage does, every process left (the
+	// containers, which a container runtime leaves running when it stops,
+	// have process groups of their own), once the services had a moment.
+	straggle := time.Now().Add(min(grace/3, 3*time.Second))
 	for time.Now().Before(deadline) && len(sessionMembers(pid)) > 0 {
+		if !straggle.IsZero() && time.Now().After(straggle) {
+			for _, m := range sessionMembers(pid) {
+				// Once each: the first group had its SIGTERM, and a
+				// second makes a Kubernetes component exit at once.
+				if pg, err := syscall.Getpgid(m); err == nil && pg != pid {
+					syscall.Kill(m, syscall.SIGTERM)
+				}
+			}
+			straggle = time.Time{}
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	killSession(pid)

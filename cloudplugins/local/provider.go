@@ -1,11 +1,15 @@
 // Package local is triad's embedded default cloud: everything a migration
-// needs from a cloud, on one machine, without root or Docker (DESIGN §5).
+// needs from a cloud, on one machine, without Docker (DESIGN §5). It needs
+// root.
 //
-//   - A VM is a directory (its disk) plus a supervisor process that runs the
-//     processes of its image, bound to the VM's own loopback address.
-//   - A disk snapshot is a copy of a stopped VM's directory (reflinked when
-//     the filesystem allows).
-//   - A static address is an address of 127.0.0.0/8 from a pool; a public
+//   - A VM is its own host: a supervisor process in new network, mount and
+//     UTS namespaces runs the processes of its image. It has one address on
+//     the cloud's bridge (network.go), its own 127.0.0.1, hostname and
+//     machine id, and two disks, root and data (vmhost.go).
+//   - A disk snapshot is a copy of both disks of a stopped VM (reflinked
+//     when the filesystem allows), as a machine image is; a VM created
+//     from it gets copies of both.
+//   - A static address is an address of the cloud's private pool; a public
 //     address is a forwarder to the private address of the VM holding it,
 //     as an elastic IP is NAT.
 //   - A load balancer is a TCP proxy on a static address that health-checks
@@ -28,6 +32,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/triad-k8s/triad/agent/atomicfile"
@@ -54,9 +59,12 @@ type Config struct {
 	// ImagesDir holds <image>.json files; default <StateDir>/images.
 	ImagesDir string `json:"imagesDir,omitempty"`
 	// PrivatePrefix and PublicPrefix are the first three octets of the
-	// address pools; defaults 127.0.10 and 127.0.20.
+	// address pools and Bridge the bridge carrying them (network.go); by
+	// default a /24 of 198.18.0.0/15 that no interface of this machine
+	// uses, chosen when the cloud is first created and kept.
 	PrivatePrefix string `json:"privatePrefix,omitempty"`
 	PublicPrefix  string `json:"publicPrefix,omitempty"`
+	Bridge        string `json:"bridge,omitempty"`
 	// ForwardPorts are the ports a public address forwards; default 6443.
 	ForwardPorts []int `json:"forwardPorts,omitempty"`
 }
@@ -84,12 +92,6 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.ImagesDir == "" {
 		c.ImagesDir = filepath.Join(c.StateDir, "images")
 	}
-	if c.PrivatePrefix == "" {
-		c.PrivatePrefix = "127.0.10"
-	}
-	if c.PublicPrefix == "" {
-		c.PublicPrefix = "127.0.20"
-	}
 	if len(c.ForwardPorts) == 0 {
 		c.ForwardPorts = []int{6443}
 	}
@@ -113,8 +115,44 @@ func New(cfg Config) (*Cloud, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkHost(); err != nil {
+		return nil, err
+	}
+	if err := checkStateDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if (cfg.PrivatePrefix == "") != (cfg.PublicPrefix == "") {
+		return nil, fmt.Errorf("%w: set both address pools or neither (privatePrefix %q, publicPrefix %q)", sdk.ErrInvalidArgument, cfg.PrivatePrefix, cfg.PublicPrefix)
+	}
+	for _, p := range []string{cfg.PrivatePrefix, cfg.PublicPrefix} {
+		if ip := net.ParseIP(p + ".1").To4(); p != "" && (ip == nil || ip.IsLoopback()) {
+			return nil, fmt.Errorf("%w: address pool %q must be the first three octets of a non-loopback IPv4 /24: a VM lives in its own network namespace, where the host's loopback addresses do not exist", sdk.ErrInvalidArgument, p)
+		}
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating local cloud state directory: %w", err)
+	}
+	if cfg.Bridge == "" && cfg.PrivatePrefix == "" && cfg.PublicPrefix == "" {
+		// Keep the network this cloud was created with.
+		if prev, err := Open(cfg.StateDir); err == nil {
+			cfg.Bridge, cfg.PrivatePrefix, cfg.PublicPrefix = prev.cfg.Bridge, prev.cfg.PrivatePrefix, prev.cfg.PublicPrefix
+		}
+	}
+	if cfg.Bridge == "" || cfg.PrivatePrefix == "" {
+		if cfg.PrivatePrefix != "" {
+			if cfg.Bridge == "" {
+				cfg.Bridge = bridgeName(cfg.StateDir)
+			}
+		} else {
+			n, err := chooseNetwork(cfg.StateDir)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Bridge, cfg.PrivatePrefix, cfg.PublicPrefix = n.Bridge, n.PrivatePrefix, n.PublicPrefix
+		}
+	}
+	if err := ensureBridge(cfg.network()); err != nil {
+		return nil, err
 	}
 	if err := writeJSON(filepath.Join(cfg.StateDir, "config.json"), cfg); err != nil {
 		return nil, err
@@ -139,15 +177,47 @@ func Open(stateDir string) (*Cloud, error) {
 // StateDir is where the cloud keeps its state.
 func (c *Cloud) StateDir() string { return c.cfg.StateDir }
 
-func (c *Cloud) vmDir(id string) string       { return filepath.Join(c.cfg.StateDir, "vms", id) }
-func (c *Cloud) diskDir(id string) string     { return filepath.Join(c.vmDir(id), "disk") }
+func (cfg Config) network() Network {
+	return Network{Bridge: cfg.Bridge, PrivatePrefix: cfg.PrivatePrefix, PublicPrefix: cfg.PublicPrefix}
+}
+
+// Network is the cloud's bridge and address pools.
+func (c *Cloud) Network() Network { return c.cfg.network() }
+
+func (c *Cloud) vmDir(id string) string { return filepath.Join(c.cfg.StateDir, "vms", id) }
+
+// DeletedVMLogs is where a deleted VM's process logs stay (its supervisor,
+// agent, kubelet, runtime and kubeadm logs, not its disks), as a cloud
+// keeps a terminated instance's console output for a while: what a VM
+// logged before an upgrade deleted it is what explains a failure.
+func (c *Cloud) DeletedVMLogs(id string) string {
+	return filepath.Join(c.cfg.StateDir, "deleted-vms", id)
+}
+
+func (c *Cloud) keepConsoleLogs(id string) {
+	logs, _ := filepath.Glob(filepath.Join(c.vmDir(id), "*.log"))
+	for _, l := range logs {
+		if data, err := os.ReadFile(l); err == nil && os.MkdirAll(c.DeletedVMLogs(id), 0o700) == nil {
+			os.WriteFile(filepath.Join(c.DeletedVMLogs(id), filepath.Base(l)), data, 0o600)
+		}
+	}
+}
+func (c *Cloud) diskDir(id string) string     { return c.rootDisk(id) }
 func (c *Cloud) snapshotDir(id string) string { return filepath.Join(c.cfg.StateDir, "snapshots", id) }
 func (c *Cloud) lbStatusPath(id string) string {
 	return filepath.Join(c.cfg.StateDir, "lbs", id+".status.json")
 }
 
-// DiskDir returns the directory that is instance id's disk.
+// DiskDir returns the directory that is instance id's root disk, as the
+// host sees it: the VM's /etc/kubernetes is DiskDir/etc/kubernetes.
 func (c *Cloud) DiskDir(id string) string { return c.diskDir(id) }
+
+// DataDiskDir returns the directory that is instance id's data disk, the
+// VM's /var/lib/etcd.
+func (c *Cloud) DataDiskDir(id string) string { return c.dataDisk(id) }
+
+// RunDir returns the directory that is instance id's /run while it runs.
+func (c *Cloud) RunDir(id string) string { return c.runDir(id) }
 
 // fault consumes an injected failure of method, if one is set. It is its
 // own transaction so the consumed fault is saved although the call fails.
@@ -254,14 +324,14 @@ func (c *Cloud) allocate(s *state, public bool, want string) (*address, error) {
 	}
 	pick := want
 	if pick != "" {
-		if ip := net.ParseIP(pick); ip == nil || !strings.HasPrefix(pick, prefix+".") {
+		if ip := net.ParseIP(pick); ip == nil || !inPool(prefix, pick) {
 			return nil, fmt.Errorf("%w: private IP %q is not in the local cloud's pool %s.0/24", sdk.ErrInvalidArgument, want, prefix)
 		}
 		if used[pick] {
 			return nil, fmt.Errorf("%w: private IP %s is in use", sdk.ErrFailedPrecondition, want)
 		}
 	} else {
-		for i := 1; i < 255 && pick == ""; i++ {
+		for i := 1; i < 254 && pick == ""; i++ { // .254 is the bridge
 			if ip := fmt.Sprintf("%s.%d", prefix, i); !used[ip] {
 				pick = ip
 			}
@@ -311,7 +381,8 @@ func (c *Cloud) CreateVM(ctx context.Context, req VMRequest) (inst sdk.Instance,
 			if err := copyTree(ctx, req.SeedDir, c.diskDir(in.ID)); err != nil {
 				return err
 			}
-		} else if err := os.MkdirAll(c.diskDir(in.ID), 0o755); err != nil {
+		}
+		if err := c.makeDisks(in.ID); err != nil {
 			return err
 		}
 		return c.startForwarder(s, pub)
@@ -371,8 +442,8 @@ func (c *Cloud) CreateInstance(ctx context.Context, req sdk.CreateInstanceReques
 		}
 		in := &instance{ID: s.newID("i"), Name: req.Name, Zone: req.Zone, Image: orNone(image), PrivateAddressID: priv.ID, Labels: req.Labels, CreatedAt: time.Now().UTC()}
 		priv.InstanceID = in.ID
-		if err := copyTree(ctx, c.snapshotDir(snap.ID), c.diskDir(in.ID)); err != nil {
-			return fmt.Errorf("creating disk from %s: %w", snap.ID, err)
+		if err := c.disksFromSnapshot(ctx, snap.ID, in.ID); err != nil {
+			return fmt.Errorf("creating disks from %s: %w", snap.ID, err)
 		}
 		if len(req.BootData) > 0 {
 			if err := atomicfile.Write(filepath.Join(c.diskDir(in.ID), BootDataPath), req.BootData, 0o600); err != nil {
@@ -408,8 +479,17 @@ func (c *Cloud) StartInstance(ctx context.Context, id string) (out sdk.Instance,
 			return fmt.Errorf("%w: instance %s has no private address; attach one first", sdk.ErrFailedPrecondition, id)
 		}
 		if !(in.Running && alive(in.PID, in.ID)) {
-			pid, err := spawn(c.cfg.Binary, []string{"vm", "--state-dir", c.cfg.StateDir, "--id", in.ID}, filepath.Join(c.vmDir(in.ID), "supervisor.log"))
+			if a := s.Addresses[in.PrivateAddressID]; a != nil {
+				// Left on the bridge by a load balancer that was killed.
+				removeHostAddress(c.cfg.network(), a.IP)
+			}
+			pid, err := spawnIn(c.cfg.Binary, []string{"vm", "--state-dir", c.cfg.StateDir, "--id", in.ID}, filepath.Join(c.vmDir(in.ID), "supervisor.log"),
+				syscall.CLONE_NEWNET|syscall.CLONE_NEWNS|syscall.CLONE_NEWUTS)
 			if err != nil {
+				return err
+			}
+			if err := attachVM(c.cfg.network(), vethName(c.cfg.StateDir, in.ID), vmMAC(c.cfg.StateDir, in.ID), pid); err != nil {
+				killSession(pid)
 				return err
 			}
 			in.PID, in.Running = pid, true
@@ -453,7 +533,12 @@ func (c *Cloud) DeleteInstance(ctx context.Context, id string) error {
 		if in == nil {
 			return nil
 		}
-		s.later(stopLater(in.PID, in.ID, 15*time.Second))
+		vmDir := c.vmDir(id)
+		s.later(func() {
+			stopGroup(in.PID, in.ID, 15*time.Second)
+			c.keepConsoleLogs(id)
+			os.RemoveAll(vmDir)
+		})
 		for _, aid := range []string{in.PrivateAddressID, in.PublicAddressID} {
 			if a := s.Addresses[aid]; a != nil {
 				s.later(stopLater(a.ForwarderPID, a.ID, 5*time.Second))
@@ -472,7 +557,7 @@ func (c *Cloud) DeleteInstance(ctx context.Context, id string) error {
 				delete(s.Tokens, k)
 			}
 		}
-		return os.RemoveAll(c.vmDir(id))
+		return nil
 	})
 }
 
@@ -513,4 +598,13 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return atomicfile.Write(path, data, 0o600)
+}
+
+// disksFromSnapshot gives instance id copies of both disks of snapshot
+// snap.
+func (c *Cloud) disksFromSnapshot(ctx context.Context, snap, id string) error {
+	if err := copyTree(ctx, filepath.Join(c.snapshotDir(snap), "root"), c.rootDisk(id)); err != nil {
+		return err
+	}
+	return copyTree(ctx, filepath.Join(c.snapshotDir(snap), "data"), c.dataDisk(id))
 }

@@ -36,7 +36,13 @@ func (c *Cloud) CreateDiskSnapshot(ctx context.Context, req sdk.CreateDiskSnapsh
 			return fmt.Errorf("%w: instance %s is running; stop it before snapshotting its disk", sdk.ErrFailedPrecondition, in.ID)
 		}
 		snap := &snapshot{ID: s.newID("snap"), SourceInstanceID: in.ID, SourceImage: in.Image, Labels: req.Labels, CreatedAt: time.Now().UTC()}
-		if err := copyTree(ctx, c.diskDir(in.ID), c.snapshotDir(snap.ID)); err != nil {
+		// Both disks, as a machine image (the AWS plugin's CreateImage)
+		// covers the root and data volumes.
+		if err := copyTree(ctx, c.rootDisk(in.ID), filepath.Join(c.snapshotDir(snap.ID), "root")); err != nil {
+			return err
+		}
+		if err := copyTree(ctx, c.dataDisk(in.ID), filepath.Join(c.snapshotDir(snap.ID), "data")); err != nil {
+			os.RemoveAll(c.snapshotDir(snap.ID))
 			return err
 		}
 		snap.SizeBytes = dirSize(c.snapshotDir(snap.ID))
@@ -493,6 +499,9 @@ func (c *Cloud) Down() error {
 	})
 	if err != nil {
 		return err
+	}
+	if err := deleteBridge(c.cfg.network()); err != nil {
+		return fmt.Errorf("deleting bridge %s: %w", c.cfg.Bridge, err)
 	}
 	return os.RemoveAll(c.cfg.StateDir)
 }

@@ -20,17 +20,20 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/triad-k8s/triad/cloudplugins/local/kubelet"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 )
 
 // The runtimes below are the bodies of the long-lived processes; the
 // triad-cloud-local binary runs one when started with a role.
 
+// CRISocket is where, inside a VM, its container runtime serves CRI.
+const CRISocket = "/run/triad/cri.sock"
+
 // Image names the processes a VM runs. Placeholders in commands and
-// environment: {{ip}} (the VM's private address), {{disk}} (its disk
-// directory), {{id}}, {{name}} and {{cri}} (the CRI socket of the VM's
-// kubelet stand-in).
+// environment, filled in at every boot as cloud-init fills in instance
+// metadata: {{ip}} (the VM's private address), {{disk}} (its root disk as
+// the host sees it; for test images), {{id}}, {{name}} and {{cri}}
+// (CRISocket).
 type Image struct {
 	Processes []ImageProcess `json:"processes"`
 }
@@ -41,10 +44,13 @@ type ImageProcess struct {
 	Command []string `json:"command"`
 	Env     []string `json:"env"`
 	// StartAfterTCP, if set, is a host:port that must accept connections
-	// before the process starts: the kubelet stand-in waits for the agent,
+	// before the process starts: the kubelet waits for the agent,
 	// as kubelet.service is ordered after triad-agent.service.
 	StartAfterTCP string `json:"startAfterTCP,omitempty"`
 }
+
+// Image reads image name, as a VM of it boots.
+func (c *Cloud) Image(name string) (Image, error) { return c.loadImage(name) }
 
 func (c *Cloud) loadImage(name string) (Image, error) {
 	if name == NoneImage {
@@ -83,8 +89,17 @@ func (c *Cloud) RunVM(ctx context.Context, id string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Boot: the VM's network, disks, /run and hostname, before any of its
+	// processes starts (this process is the VM's first, in its namespaces).
+	if err := setupVMNetwork(ip, c.cfg.network().gateway()); err != nil {
+		return fmt.Errorf("VM %s network: %w", id, err)
+	}
+	if err := c.setupVMHost(id, in.Name, ip); err != nil {
+		return fmt.Errorf("VM %s: %w", id, err)
+	}
+	log.Info("booted", "vm", id, "ip", ip, "hostname", in.Name)
 	expand := strings.NewReplacer("{{ip}}", ip, "{{disk}}", c.diskDir(id), "{{id}}", id, "{{name}}", in.Name,
-		"{{cri}}", kubelet.SocketPath(c.diskDir(id))).Replace
+		"{{cri}}", CRISocket).Replace
 	var wg sync.WaitGroup
 	for _, p := range img.Processes {
 		wg.Add(1)
@@ -99,7 +114,7 @@ func (c *Cloud) RunVM(ctx context.Context, id string, log *slog.Logger) error {
 					args[i] = expand(a)
 				}
 				cmd := exec.Command(args[0], args[1:]...)
-				cmd.Dir = c.diskDir(id)
+				cmd.Dir = "/"
 				cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TRIAD_VM_ID=" + id, "TRIAD_VM_IP=" + ip, "TRIAD_VM_DISK=" + c.diskDir(id)}
 				for _, e := range p.Env {
 					cmd.Env = append(cmd.Env, expand(e))
@@ -109,8 +124,10 @@ func (c *Cloud) RunVM(ctx context.Context, id string, log *slog.Logger) error {
 				if err := cmd.Start(); err != nil {
 					log.Error("starting process", "vm", id, "process", p.Name, "err", err)
 				} else {
+					pidFile := c.processPIDFile(id, p.Name)
+					os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
 					done := make(chan struct{})
-					go func() { cmd.Wait(); close(done) }()
+					go func() { cmd.Wait(); os.Remove(pidFile); close(done) }()
 					select {
 					case <-done:
 						log.Warn("process exited; restarting", "vm", id, "process", p.Name, "state", cmd.ProcessState.String())
@@ -137,6 +154,40 @@ func (c *Cloud) RunVM(ctx context.Context, id string, log *slog.Logger) error {
 	<-ctx.Done()
 	wg.Wait()
 	return nil
+}
+
+func (c *Cloud) processPIDFile(id, name string) string {
+	return filepath.Join(c.vmDir(id), name+".pid")
+}
+
+// RestartProcess restarts one process of running VM id by name, as
+// 'systemctl restart' does a unit: SIGTERM, and the VM's supervisor starts
+// it again a second after it exits. It returns once the process has exited.
+func (c *Cloud) RestartProcess(ctx context.Context, id, name string) error {
+	if _, err := c.vmPID(id); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(c.processPIDFile(id, name))
+	if err != nil {
+		return fmt.Errorf("%w: VM %s runs no process %q now", sdk.ErrNotFound, id, name)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("VM %s: process %q has a corrupt pid file", id, name)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("VM %s: signalling %s (pid %d): %w", id, name, pid, err)
+	}
+	for {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitTCP returns once addr accepts a connection or ctx ends.
@@ -231,17 +282,25 @@ func (c *Cloud) RunLB(ctx context.Context, id string, log *slog.Logger) error {
 					conn.Close()
 					return
 				}
-				up, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(backendPort)), 2*time.Second)
+				backend := net.JoinHostPort(ip, strconv.Itoa(backendPort))
+				up, err := net.DialTimeout("tcp", backend, 2*time.Second)
 				if err != nil {
+					log.Warn("backend refused a connection; closing the client's", "client", conn.RemoteAddr().String(), "backend", backend, "err", err)
 					conn.Close()
 					return
 				}
-				splice(conn, up)
+				logSplice(log, "load balancer", conn, backend, splice(conn, up))
 			}()
 		}
 	}
 
 	lastCheck := time.Time{}
+	hostIP := ""
+	defer func() {
+		if hostIP != "" {
+			removeHostAddress(c.cfg.network(), hostIP)
+		}
+	}()
 	for {
 		fresh, err := c.readLB(id)
 		if errors.Is(err, sdk.ErrNotFound) {
@@ -251,6 +310,15 @@ func (c *Cloud) RunLB(ctx context.Context, id string, log *slog.Logger) error {
 			mu.Lock()
 			cfg = fresh
 			mu.Unlock()
+		}
+		if cfg.ip != "" && hostIP == "" {
+			// The load balancer's address lives on the bridge while it
+			// exists, so the host and every VM reach it.
+			if err := addHostAddress(c.cfg.network(), cfg.ip); err != nil {
+				log.Error("adding the load balancer's address", "lb", id, "err", err)
+			} else {
+				hostIP = cfg.ip
+			}
 		}
 		if cfg.lb.TrafficEnabled && listener == nil && cfg.ip != "" {
 			l, err := net.Listen("tcp", net.JoinHostPort(cfg.ip, strconv.Itoa(cfg.lb.ListenerPort)))
@@ -267,7 +335,7 @@ func (c *Cloud) RunLB(ctx context.Context, id string, log *slog.Logger) error {
 		}
 		if time.Since(lastCheck) >= cfg.lb.HealthCheck.Interval {
 			lastCheck = time.Now()
-			c.checkBackends(ctx, probe, cfg, &mu, health, streak)
+			c.checkBackends(ctx, log, probe, cfg, &mu, health, streak)
 		}
 		select {
 		case <-ctx.Done():
@@ -277,7 +345,7 @@ func (c *Cloud) RunLB(ctx context.Context, id string, log *slog.Logger) error {
 	}
 }
 
-func (c *Cloud) checkBackends(ctx context.Context, probe *http.Client, cfg lbConfig, mu *sync.Mutex, health map[string]sdk.BackendHealth, streak map[string]int) {
+func (c *Cloud) checkBackends(ctx context.Context, log *slog.Logger, probe *http.Client, cfg lbConfig, mu *sync.Mutex, health map[string]sdk.BackendHealth, streak map[string]int) {
 	hc := cfg.lb.HealthCheck
 	var wg sync.WaitGroup
 	results := make(map[string]bool, len(cfg.backends))
@@ -332,6 +400,11 @@ func (c *Cloud) checkBackends(ctx context.Context, probe *http.Client, cfg lbCon
 	snapshot := maps.Clone(health)
 	mu.Unlock()
 	if changed {
+		for b, h := range snapshot {
+			if before[b] != h {
+				log.Info("backend health changed", "backend", b, "ip", cfg.backends[b], "from", string(before[b]), "to", string(h))
+			}
+		}
 		writeJSON(c.lbStatusPath(cfg.lb.ID), lbStatus{Health: snapshot})
 	}
 }
@@ -363,6 +436,10 @@ func (c *Cloud) RunForwarder(ctx context.Context, id string, ports []int, log *s
 		})
 		return ip
 	}
+	if err := addHostAddress(c.cfg.network(), publicIP); err != nil {
+		return fmt.Errorf("forwarder of %s: %w", publicIP, err)
+	}
+	defer removeHostAddress(c.cfg.network(), publicIP)
 	var listeners []net.Listener
 	for _, port := range ports {
 		l, err := net.Listen("tcp", net.JoinHostPort(publicIP, strconv.Itoa(port)))
@@ -385,12 +462,14 @@ func (c *Cloud) RunForwarder(ctx context.Context, id string, ports []int, log *s
 						conn.Close()
 						return
 					}
-					up, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), 2*time.Second)
+					backend := net.JoinHostPort(ip, strconv.Itoa(port))
+					up, err := net.DialTimeout("tcp", backend, 2*time.Second)
 					if err != nil {
+						log.Warn("instance refused a connection; closing the client's", "client", conn.RemoteAddr().String(), "backend", backend, "err", err)
 						conn.Close()
 						return
 					}
-					splice(conn, up)
+					logSplice(log, "forwarded", conn, backend, splice(conn, up))
 				}()
 			}
 		}()
@@ -402,20 +481,54 @@ func (c *Cloud) RunForwarder(ctx context.Context, id string, ports []int, log *s
 	return nil
 }
 
-// splice copies both ways until either side closes.
-func splice(a, b net.Conn) {
+// spliceStats is what one proxied connection carried and how it ended.
+type spliceStats struct {
+	up, down       int64  // bytes client->backend, backend->client
+	first          string // the side whose stream ended first: "client" or "backend"
+	upErr, downErr error  // read or write errors other than a clean EOF
+	took           time.Duration
+}
+
+// splice copies both ways until both directions end: a side's EOF is
+// passed on as a half-close, as a cloud's TCP load balancer does.
+func splice(client, backend net.Conn) spliceStats {
+	start := time.Now()
+	var st spliceStats
+	var mu sync.Mutex
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+	cp := func(dst, src net.Conn, n *int64, errp *error, side string) {
+		c, err := io.Copy(dst, src)
 		if tc, ok := dst.(*net.TCPConn); ok {
 			tc.CloseWrite()
 		}
+		mu.Lock()
+		*n, *errp = c, err
+		if st.first == "" {
+			st.first = side
+		}
+		mu.Unlock()
 		done <- struct{}{}
 	}
-	go cp(a, b)
-	go cp(b, a)
+	go cp(backend, client, &st.up, &st.upErr, "client")
+	go cp(client, backend, &st.down, &st.downErr, "backend")
 	<-done
 	<-done
-	a.Close()
-	b.Close()
+	client.Close()
+	backend.Close()
+	st.took = time.Since(start)
+	return st
+}
+
+// logSplice records one connection's end; errors and connections the
+// backend ended first are what explain a client's EOF.
+func logSplice(log *slog.Logger, what string, client net.Conn, backend string, st spliceStats) {
+	attrs := []any{"client", client.RemoteAddr().String(), "backend", backend, "took", st.took.Round(time.Millisecond).String(),
+		"bytesUp", st.up, "bytesDown", st.down, "endedFirst", st.first}
+	if st.upErr != nil {
+		attrs = append(attrs, "clientSideErr", st.upErr.Error())
+	}
+	if st.downErr != nil {
+		attrs = append(attrs, "backendSideErr", st.downErr.Error())
+	}
+	log.Info(what+" connection closed", attrs...)
 }

@@ -8,11 +8,26 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/triad-k8s/triad/cloudplugins/local/cri"
 	"github.com/triad-k8s/triad/cloudplugins/local/localcmd"
 )
 
 func main() {
-	if err := localcmd.Main(os.Args[1:]); err != nil {
+	args := os.Args[1:]
+	role := ""
+	if len(args) > 0 {
+		role = args[0]
+	}
+	var err error
+	switch role {
+	case "cri": // inside a VM: the container runtime the kubelet drives
+		err = cri.Main(args[1:])
+	case "placeholder": // inside a VM: a container whose image is not built here
+		err = cri.Placeholder(args[1:])
+	default:
+		err = localcmd.Main(args)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "triad-cloud-local: %v\n", err)
 		os.Exit(1)
 	}

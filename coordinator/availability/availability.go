@@ -1,5 +1,6 @@
-// Package availability measures what an operation costs the clients of a
-// control plane. While an operation runs, a Monitor sends a real API read
+// Package availability measures what an operation (or maintenance triad
+// does not drive, under 'triad monitor') costs the clients of a control
+// plane. While it runs, a Monitor sends a real API read
 // (GET /api/v1/namespaces/default, through kube-apiserver to etcd) through
 // each load-balancer address and to each control-plane node directly, on a
 // fresh connection every time, so a closed listener or a node dropped by a
@@ -15,10 +16,13 @@
 package availability
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -74,10 +78,13 @@ func (c Config) withDefaults() Config {
 }
 
 type probe struct {
-	at     time.Time
-	target Target
-	ok     bool
-	err    string
+	// at is when the probe started, end when it returned.
+	at, end time.Time
+	target  Target
+	ok      bool
+	err     string
+	// timedOut: no answer within the probe's timeout (slow, not refused).
+	timedOut bool
 }
 
 // Monitor probes targets until its context ends.
@@ -194,10 +201,12 @@ func (m *Monitor) probe(ctx context.Context, t Target) {
 	if ctx.Err() != nil {
 		return // the monitor stopped; not the cluster's fault
 	}
-	p := probe{at: start, target: t}
+	p := probe{at: start, end: time.Now(), target: t}
 	switch {
 	case err != nil:
 		p.err = err.Error()
+		var ne net.Error
+		p.timedOut = errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 	case resp.StatusCode != http.StatusOK:
 		p.err = resp.Status
 	default:
@@ -245,8 +254,12 @@ type Report struct {
 	Window time.Duration `json:"windowNs"`
 	// Requests and Failed count the probes through the load-balancer
 	// addresses; NodeRequests and NodeFailed those sent to nodes directly.
-	Requests     int `json:"requests"`
-	Failed       int `json:"failed"`
+	Requests int `json:"requests"`
+	Failed   int `json:"failed"`
+	// TimedOut counts the failed client-address probes that got no answer
+	// within the probe timeout (a slow server, or a loaded prober), as
+	// opposed to a refusal or an error status.
+	TimedOut     int `json:"timedOut"`
 	NodeRequests int `json:"nodeRequests"`
 	NodeFailed   int `json:"nodeFailed"`
 	// Availability is the mean of the windows', in percent.
@@ -256,7 +269,18 @@ type Report struct {
 	LongestUnavailable time.Duration `json:"longestUnavailableNs"`
 	// FirstErrors are a few failures, for the operator.
 	FirstErrors []string `json:"firstErrors,omitempty"`
-	Windows     []Window `json:"windows"`
+	// Targets are the endpoints probed, each with its own tally: the
+	// windows say how available the cluster was, these which endpoint
+	// failed (during a rolling reboot, each node in turn).
+	Targets []TargetTally `json:"targets"`
+	Windows []Window      `json:"windows"`
+}
+
+// TargetTally counts one target's probes over a report.
+type TargetTally struct {
+	Target
+	Requests int `json:"requests"`
+	Failed   int `json:"failed"`
 }
 
 // Report computes the report of the probes so far.
@@ -267,6 +291,13 @@ func (m *Monitor) Report() Report {
 	m.mu.Unlock()
 	if end.IsZero() {
 		end = time.Now()
+	}
+	// A probe can wait up to its timeout; when the monitor stops (or while
+	// it runs) the probes of the last Timeout have not all returned, and
+	// those that never will are not recorded: those windows are not
+	// complete, so they are not reported.
+	if end.Sub(start) > m.cfg.Timeout {
+		end = end.Add(-m.cfg.Timeout)
 	}
 	return compute(probes, start, end, m.cfg.Window)
 }
@@ -279,7 +310,13 @@ func compute(probes []probe, start, end time.Time, window time.Duration) Report 
 	n := int((end.Sub(start) + window - 1) / window)
 	r.Windows = make([]Window, n)
 	type nodeTally struct{ sent, ok int }
+	// failing[i] holds the nodes a failed probe was waiting on during
+	// window i: a host that black-holes packets makes each probe wait out
+	// its timeout, longer than a window, so a window can pass without a
+	// probe of it having started, let alone answered.
+	failing := make([]map[string]bool, n)
 	nodes := make([]map[string]*nodeTally, n)
+	targets := map[Target]*TargetTally{}
 	for i := range r.Windows {
 		r.Windows[i].Start = start.Add(time.Duration(i) * window)
 		nodes[i] = map[string]*nodeTally{}
@@ -292,6 +329,15 @@ func compute(probes []probe, start, end time.Time, window time.Duration) Report 
 		if !p.ok && len(r.FirstErrors) < 5 {
 			r.FirstErrors = append(r.FirstErrors, fmt.Sprintf("%s %s: %s", p.at.Format("15:04:05.000"), p.target.Name, p.err))
 		}
+		tt := targets[p.target]
+		if tt == nil {
+			tt = &TargetTally{Target: p.target}
+			targets[p.target] = tt
+		}
+		tt.Requests++
+		if !p.ok {
+			tt.Failed++
+		}
 		switch p.target.Kind {
 		case LoadBalancer:
 			r.Windows[i].Requests++
@@ -299,6 +345,9 @@ func compute(probes []probe, start, end time.Time, window time.Duration) Report 
 			if !p.ok {
 				r.Windows[i].Failed++
 				r.Failed++
+				if p.timedOut {
+					r.TimedOut++
+				}
 			}
 		case Node:
 			r.NodeRequests++
@@ -313,13 +362,34 @@ func compute(probes []probe, start, end time.Time, window time.Duration) Report 
 			} else {
 				r.NodeFailed++
 			}
+			if !p.ok {
+				last := int(p.end.Sub(start) / window)
+				for j := i; j <= last && j < n; j++ {
+					if failing[j] == nil {
+						failing[j] = map[string]bool{}
+					}
+					failing[j][p.target.Name] = true
+				}
+			}
 		}
 	}
+	for _, tt := range targets {
+		r.Targets = append(r.Targets, *tt)
+	}
+	// The client addresses first, then the nodes, each by name.
+	slices.SortFunc(r.Targets, func(a, b TargetTally) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Address, b.Address))
+	})
 	run, sum := 0, 0.0
 	for i := range r.Windows {
 		w := &r.Windows[i]
 		for name, t := range nodes[i] {
 			if t.ok == 0 {
+				w.NodesDown = append(w.NodesDown, name)
+			}
+		}
+		for name := range failing[i] {
+			if _, probed := nodes[i][name]; !probed {
 				w.NodesDown = append(w.NodesDown, name)
 			}
 		}

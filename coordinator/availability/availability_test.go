@@ -146,3 +146,87 @@ func TestMonitorProbesOverTLSAndExportsMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A VM that lost power black-holes packets: each probe of it waits out its
+// timeout (2 s), longer than a window, so windows pass without a probe of
+// that node. They count it down, as its last probe failed.
+func TestANodeWhoseProbesTimeOutStaysDownBetweenProbes(t *testing.T) {
+	start := time.Unix(1000, 0)
+	var probes []probe
+	add := func(ms int, tg Target, ok bool) {
+		probes = append(probes, probe{at: at(start, ms), target: tg, ok: ok})
+	}
+	for ms := 0; ms < 5000; ms += 250 {
+		add(ms, lbA, true)
+		add(ms, nodeC, true)
+	}
+	for _, ms := range []int{0, 250, 500, 750} {
+		add(ms, nodeA, true)
+		add(ms, nodeB, true)
+	}
+	for _, ms := range []int{4000, 4250, 4500, 4750} {
+		add(ms, nodeA, true) // a is back
+	}
+	// From 1 s on, a and b are gone: one probe each, started at 1 s, that
+	// failed at its timeout 2.5 s later; none started in windows 2 and 3.
+	for _, tg := range []Target{nodeA, nodeB} {
+		probes = append(probes, probe{at: at(start, 1000), end: at(start, 3500), target: tg, ok: false})
+	}
+	// Node b is then removed from the targets (an upgrade deleted it): no
+	// more probes, and its last failure must not count past its end.
+	probes = append(probes, probe{at: at(start, 3600), end: at(start, 3700), target: nodeA, ok: false})
+	r := compute(probes, start, at(start, 5000), time.Second)
+	for i, want := range []float64{100, 0, 0, 0, 100} {
+		if got := r.Windows[i].Availability; got != want {
+			t.Errorf("window %d: availability %.1f, want %.1f (nodes down %v)", i, got, want, r.Windows[i].NodesDown)
+		}
+	}
+	if got := r.Windows[2].NodesDown; len(got) != 2 {
+		t.Errorf("nodes down in window 2: %v, want node/a and node/b", got)
+	}
+}
+
+// The windows say how available the cluster was; the per-target tally says
+// which endpoint failed, counting the same probes as the windows.
+func TestEachTargetIsTalliedOnItsOwn(t *testing.T) {
+	start := time.Unix(1000, 0)
+	var probes []probe
+	for ms := 0; ms < 2000; ms += 250 {
+		probes = append(probes,
+			probe{at: at(start, ms), target: nodeB, ok: ms >= 1000},
+			probe{at: at(start, ms), target: lbA, ok: true},
+			probe{at: at(start, ms), target: nodeA, ok: true})
+	}
+	// Outside the reported span: counted nowhere.
+	probes = append(probes, probe{at: at(start, 2500), target: nodeC, ok: false})
+	r := compute(probes, start, at(start, 2000), time.Second)
+	want := []TargetTally{{Target: lbA, Requests: 8}, {Target: nodeA, Requests: 8}, {Target: nodeB, Requests: 8, Failed: 4}}
+	if len(r.Targets) != len(want) {
+		t.Fatalf("targets %+v, want %+v", r.Targets, want)
+	}
+	for i := range want {
+		if r.Targets[i] != want[i] {
+			t.Errorf("target %d: %+v, want %+v", i, r.Targets[i], want[i])
+		}
+	}
+	if r.NodeFailed != 4 || r.Failed != 0 {
+		t.Errorf("node failures %d, address failures %d; want 4 and 0", r.NodeFailed, r.Failed)
+	}
+}
+
+// A probe that got no answer in time is counted apart from a refused or
+// erroring one: slow is not the same failure as down.
+func TestTimedOutProbesAreCountedApart(t *testing.T) {
+	start := time.Unix(1000, 0)
+	probes := []probe{
+		{at: at(start, 0), target: lbA, ok: true},
+		{at: at(start, 100), target: lbA, err: "context deadline exceeded (Client.Timeout exceeded while awaiting headers)", timedOut: true},
+		{at: at(start, 200), target: lbA, err: "dial tcp: connect: connection refused"},
+		{at: at(start, 300), target: lbA, err: "503 Service Unavailable"},
+		{at: at(start, 400), target: nodeA, err: "deadline", timedOut: true}, // nodes are tallied apart
+	}
+	r := compute(probes, start, at(start, 1000), time.Second)
+	if r.Failed != 3 || r.TimedOut != 1 {
+		t.Errorf("failed %d, timed out %d; want 3 and 1", r.Failed, r.TimedOut)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -77,7 +78,7 @@ the end and the timeline written to <stateDir>/availability/<operation>.json;
 	addRunFlags := func(c *cobra.Command) {
 		fl := c.Flags()
 		fl.DurationVar(&f.opts.AgentTimeout, "agent-timeout", 2*time.Minute, "how long to retry an unreachable agent before the step fails")
-		fl.DurationVar(&f.opts.HeartbeatTimeout, "heartbeat-timeout", 10*time.Minute, "how long 3.1 waits for every kubelet to heartbeat through the new endpoint")
+		fl.DurationVar(&f.opts.HeartbeatTimeout, "heartbeat-timeout", 10*time.Minute, "how long 3.1 waits for the kubelets to heartbeat through the new endpoint before it starts the controllers without the missing ones (see --heartbeat-threshold) or stops")
 		fl.DurationVar(&f.opts.ReadyTimeout, "ready-timeout", 5*time.Minute, "how long to wait for etcd quorum, kube-apiserver readiness and the first write")
 		fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the availability monitor's Prometheus metrics on this address (e.g. :9464) while the operation runs")
 	}
@@ -127,7 +128,12 @@ the end and the timeline written to <stateDir>/availability/<operation>.json;
 		addRunFlags(acting[c.verb])
 	}
 	run, resume, rollback := acting["run"], acting["resume"], acting["rollback"]
+	f.opts.HeartbeatThreshold = 1
 	for _, c := range []*cobra.Command{run, resume} {
+		c.Flags().Var(heartbeatThresholdFlag{&f.opts.HeartbeatThreshold}, "heartbeat-threshold",
+			"fraction in (0, 1] of the nodes Ready at preflight whose kubelets must heartbeat through the new endpoint before 3.1 starts kube-controller-manager and kube-scheduler. "+
+				"Once all have, they start at once; at --heartbeat-timeout they start if at least this fraction has (the controllers then mark the missing nodes NotReady and evict their pods), "+
+				"otherwise 3.1 stops for a resume. Lower it (e.g. 0.95) only when some nodes are known to be down or cut off from the new endpoint")
 		c.Flags().BoolVar(&f.opts.UnsafeStartControllersBeforeHeartbeats, "unsafe-start-controllers-before-heartbeats", false,
 			"UNSAFE, for demonstrations only: start kube-controller-manager as soon as traffic opens; its node-lifecycle controller may mark nodes NotReady and evict pods")
 	}
@@ -139,6 +145,29 @@ the end and the timeline written to <stateDir>/availability/<operation>.json;
 	}
 	cmd.AddCommand(plan, run, resume, rollback, status)
 	return cmd
+}
+
+// heartbeatThresholdFlag is --heartbeat-threshold, checked as the flags
+// are parsed: a bad value stops the command before it journals or touches
+// anything.
+type heartbeatThresholdFlag struct{ threshold *float64 }
+
+func (f heartbeatThresholdFlag) String() string {
+	return strconv.FormatFloat(*f.threshold, 'g', -1, 64)
+}
+
+func (heartbeatThresholdFlag) Type() string { return "fraction" }
+
+func (f heartbeatThresholdFlag) Set(v string) error {
+	t, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number: give a fraction in (0, 1], e.g. 0.95", v)
+	}
+	if err := migrate.CheckHeartbeatThreshold(t); err != nil {
+		return err
+	}
+	*f.threshold = t
+	return nil
 }
 
 func (f *migrateFlags) record(j *engine.Journal, cfg *config.Cluster) (*engine.Record, error) {
@@ -202,7 +231,7 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		return err
 	}
 	defer j.Close()
-	rec, epoch, err := begin(j, cfg, what, migrate.Kind, f.record)
+	rec, epoch, err := begin(j, cfg, what, migrate.Kind, f.until, f.record)
 	if err != nil {
 		return err
 	}
@@ -241,7 +270,7 @@ func (f *migrateFlags) act(cmd *cobra.Command, g *globals, what string) error {
 // cluster to have no unfinished operation; resume and rollback need its
 // unfinished operation of kind, which is returned. Either way a new
 // fencing epoch is handed out.
-func begin(j *engine.Journal, cfg *config.Cluster, what, kind string, record func(*engine.Journal, *config.Cluster) (*engine.Record, error)) (*engine.Record, uint64, error) {
+func begin(j *engine.Journal, cfg *config.Cluster, what, kind, until string, record func(*engine.Journal, *config.Cluster) (*engine.Record, error)) (*engine.Record, uint64, error) {
 	var rec *engine.Record
 	if what == "run" {
 		if cur, err := j.Current(cfg.Name); err == nil && !cur.Phase.Finished() {
@@ -254,6 +283,15 @@ func begin(j *engine.Journal, cfg *config.Cluster, what, kind string, record fun
 		}
 		if rec.Phase.Finished() {
 			return nil, 0, fmt.Errorf("%s %s of cluster %s is already %s", kind, rec.ID, cfg.Name, rec.Phase)
+		}
+		// Before anything acts (no epoch handed out): a typo must not
+		// resume past the point of no return.
+		var steps []string
+		for _, s := range rec.Steps {
+			steps = append(steps, s.Name)
+		}
+		if err := engine.CheckUntil(until, steps); err != nil {
+			return nil, 0, fmt.Errorf("%w: nothing resumed", err)
 		}
 	}
 	epoch, err := j.NextEpoch(cfg.Name)

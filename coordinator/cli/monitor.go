@@ -37,9 +37,9 @@ func migrationTargets(cfg *config.Cluster, st *migrate.State) []availability.Tar
 func probeTargets(cfg *config.Cluster, privateIP, publicIP string, nodes []migrate.Node) []availability.Target {
 	port := strconv.Itoa(cfg.ControlPlane.APIServerPort)
 	var t []availability.Target
-	for name, ip := range map[string]string{"private": privateIP, "public": publicIP} {
-		if ip != "" {
-			t = append(t, availability.Target{Name: name, Kind: availability.LoadBalancer, Address: net.JoinHostPort(ip, port)})
+	for _, a := range []struct{ name, ip string }{{"private", privateIP}, {"public", publicIP}} {
+		if a.ip != "" {
+			t = append(t, availability.Target{Name: a.name, Kind: availability.LoadBalancer, Address: net.JoinHostPort(a.ip, port)})
 		}
 	}
 	for _, n := range nodes {
@@ -50,7 +50,8 @@ func probeTargets(cfg *config.Cluster, privateIP, publicIP string, nodes []migra
 	return t
 }
 
-// operationMonitor runs an availability monitor for one operation.
+// operationMonitor runs an availability monitor for one operation (or for
+// 'triad monitor').
 type operationMonitor struct {
 	*availability.Monitor
 	cancel context.CancelFunc
@@ -58,14 +59,16 @@ type operationMonitor struct {
 	server *http.Server
 }
 
-// startMonitor starts probing targets and, if metricsAddr is set, serving
-// Prometheus metrics there until stop.
-func startMonitor(ctx context.Context, cfg *config.Cluster, targets []availability.Target, metricsAddr string, stderr io.Writer) (*operationMonitor, error) {
+// startMonitor starts probing targets (tuned by tune; zero fields take
+// the monitor's defaults) and, if metricsAddr is set, serving Prometheus
+// metrics there until stop or end.
+func startMonitor(ctx context.Context, cfg *config.Cluster, tune availability.Config, targets []availability.Target, metricsAddr string, stderr io.Writer) (*operationMonitor, error) {
 	restCfg, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
-	m, err := availability.New(availability.Config{Cluster: cfg.Name}, restCfg, targets)
+	tune.Cluster = cfg.Name
+	m, err := availability.New(tune, restCfg, targets)
 	if err != nil {
 		return nil, err
 	}
@@ -92,24 +95,34 @@ func startMonitor(ctx context.Context, cfg *config.Cluster, targets []availabili
 // resume, and so on), prints a summary and returns
 // the report.
 func (om *operationMonitor) stop(cfg *config.Cluster, operation string, stderr io.Writer) availability.Report {
-	om.cancel()
-	<-om.done
-	if om.server != nil {
-		om.server.Close()
-	}
-	r := om.Report()
+	r := om.end()
 	path := reportPath(filepath.Join(cfg.StateDir, "availability"), operation)
 	if err := writeJSON(path, r); err != nil {
 		fmt.Fprintf(stderr, "writing the availability report: %v\n", err)
 		path = ""
 	}
-	fmt.Fprintf(stderr, "availability: %.2f%% (mean of %d windows of %s), lowest %.1f%%, longest unavailable %s; %d of %d reads through the client addresses failed",
-		r.Availability, len(r.Windows), r.Window, r.MinAvailability, r.LongestUnavailable, r.Failed, r.Requests)
+	fmt.Fprintf(stderr, "availability: %s", availabilitySummary(r))
 	if path != "" {
 		fmt.Fprintf(stderr, "; report %s", path)
 	}
 	fmt.Fprintln(stderr)
 	return r
+}
+
+// end stops probing and serving metrics and returns the final report.
+func (om *operationMonitor) end() availability.Report {
+	om.cancel()
+	<-om.done
+	if om.server != nil {
+		om.server.Close()
+	}
+	return om.Report()
+}
+
+// availabilitySummary is a report in one sentence.
+func availabilitySummary(r availability.Report) string {
+	return fmt.Sprintf("%.2f%% (mean of %d windows of %s), lowest %.1f%%, longest unavailable %s; %d of %d reads through the client addresses failed",
+		r.Availability, len(r.Windows), r.Window, r.MinAvailability, r.LongestUnavailable, r.Failed, r.Requests)
 }
 
 func writeJSON(path string, v any) error {
@@ -139,7 +152,7 @@ func reportPath(dir, operation string) string {
 // drive runs, resumes or rolls back an operation under an availability
 // monitor whose targets follow the operation's state.
 func drive[S any](ctx context.Context, cfg *config.Cluster, runner *engine.Runner[S], rec *engine.Record, state *S, what string, targets func() []availability.Target, metricsAddr string, stderr io.Writer) error {
-	mon, err := startMonitor(ctx, cfg, targets(), metricsAddr, stderr)
+	mon, err := startMonitor(ctx, cfg, availability.Config{}, targets(), metricsAddr, stderr)
 	if err != nil {
 		return err
 	}

@@ -36,12 +36,14 @@ control-plane VM and a cloud plugin.
             with automatic rollback before the point of no return
   status    the control plane's health from its agents (etcd members,
             leader, gates, static pods, versions)
-  upgrade   replace the HA control plane's nodes one by one with zero
-            failed API requests (planned)
+  upgrade   replace the HA control plane's nodes one by one with VMs of a
+            new image, under live load, rolling a failed node back
+  monitor   measure availability during maintenance triad does not drive
   pki       triad's own CA and the certificates of agents, coordinators
             and observers
   agent     talk to one triad-agent directly (info, health, gate)
-  local     the embedded local cloud (cluster create, down)
+  local     the embedded local cloud (cluster create, join-worker, vm,
+            lb, down)
 
 Start with 'triad pki init', then 'triad pki issue' a certificate for each
 cluster's agents and one for this coordinator; describe the cluster in a
@@ -53,6 +55,7 @@ cluster.yaml and run 'triad migrate plan -f cluster.yaml'.`,
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&g.pkiDir, "pki-dir", defaultPKIDir(), "directory of triad's CA and certificates")
 	root.AddCommand(newMigrateCommand(g), newUpgradeCommand(g), newStatusCommand(g), newPKICommand(g), newAgentCommand(g), newLocalCommand(g))
+	root.AddCommand(newMonitorCommand(g))
 	return root
 }
 

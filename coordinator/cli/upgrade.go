@@ -63,9 +63,14 @@ back: its undo finishes the switch instead.
 The new VMs' data disks come from the migration's disk snapshot (the
 cluster's PKI, kubeconfigs and manifests); --disk-snapshot names another.
 
-Kube-apiserver must shut down gracefully for no request to fail: run it
-with --shutdown-send-retry-after=true (the local cloud does) so requests
-that reach a stopping server get 429 + Retry-After, which clients retry.
+Kube-apiserver must shut down gracefully for no request to fail. On each
+new node triad sets --shutdown-delay-duration (3s, or longer if the cloud
+plugin advises it: the load balancers see the gate fail and stop sending
+before the server stops accepting), --shutdown-watch-termination-grace-period
+to the same (open watches end instead of
+holding the server until its kill) and --shutdown-send-retry-after=false: a
+request on a draining server's open connection is served, not answered
+429 with a Retry-After of 5 s, which clients with short timeouts fail on.
 
 While run, resume or rollback acts, the availability monitor probes both
 client addresses and every control-plane node (see 'triad migrate --help');
@@ -200,7 +205,7 @@ func (f *upgradeFlags) act(cmd *cobra.Command, g *globals, what string) error {
 		return err
 	}
 	defer j.Close()
-	rec, epoch, err := begin(j, cfg, what, upgrade.Kind, f.record)
+	rec, epoch, err := begin(j, cfg, what, upgrade.Kind, f.until, f.record)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -211,10 +212,26 @@ func (r *Runner[S]) save(rec *Record, state *S) error {
 	return r.Journal.Save(rec)
 }
 
+// CheckUntil refuses an Until that names no step of the plan: run and
+// resume alike, before anything runs (a typo must not run past the point
+// of no return).
+func (r *Runner[S]) CheckUntil() error {
+	return CheckUntil(r.Until, r.names())
+}
+
+// CheckUntil refuses an until that is not one of steps (an empty one is
+// no pause, and fine).
+func CheckUntil(until string, steps []string) error {
+	if until != "" && !slices.Contains(steps, until) {
+		return fmt.Errorf("--until %q: no such step (steps: %v)", until, steps)
+	}
+	return nil
+}
+
 // NewRecord starts the journal record of a new operation of the plan.
 func (r *Runner[S]) NewRecord(id, cluster string, epoch uint64, state *S) (*Record, error) {
-	if r.Until != "" && r.index(r.Until) < 0 {
-		return nil, fmt.Errorf("--until %q: no such step (steps: %v)", r.Until, r.names())
+	if err := r.CheckUntil(); err != nil {
+		return nil, err
 	}
 	rec := &Record{ID: id, Kind: r.Plan.Kind, Cluster: cluster, Epoch: epoch, Phase: PhaseRunning, CreatedAt: time.Now()}
 	for _, s := range r.Plan.Steps {
@@ -271,6 +288,9 @@ func (r *Runner[S]) Forward(ctx context.Context, rec *Record, state *S) error {
 	}
 	if len(rec.Steps) != len(r.Plan.Steps) {
 		return fmt.Errorf("operation %s has %d steps, this triad's %s plan %d: finish it with the triad version that started it", rec.ID, len(rec.Steps), r.Plan.Kind, len(r.Plan.Steps))
+	}
+	if err := r.CheckUntil(); err != nil {
+		return err
 	}
 	rec.Phase, rec.Error = PhaseRunning, ""
 	for i, step := range r.Plan.Steps {

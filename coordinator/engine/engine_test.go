@@ -225,6 +225,31 @@ func TestUntilPausesAndASecondCoordinatorCannotOpenTheJournal(t *testing.T) {
 	}
 }
 
+// TestResumeRefusesAnUnknownUntil: a typo in resume's --until must not
+// run the rest of the operation (past its point of no return): refused,
+// nothing runs, the record unchanged.
+func TestResumeRefusesAnUnknownUntil(t *testing.T) {
+	w := &world{}
+	r, _ := newRunner(t, t.TempDir(), plan(w, "", new(int), ""))
+	r.Until = "a"
+	st := &state{}
+	rec, err := r.NewRecord("op1", "x", 1, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Forward(context.Background(), rec, st); err != nil || rec.Phase != engine.PhasePaused {
+		t.Fatalf("run --until a: %v, phase %s", err, rec.Phase)
+	}
+	r.Until = "opne"
+	err = r.Resume(context.Background(), rec, st)
+	if err == nil || !strings.Contains(err.Error(), `--until "opne": no such step`) {
+		t.Fatalf("resume --until opne: %v", err)
+	}
+	if rec.Phase != engine.PhasePaused || !slices.Equal(w.log, []string{"do a"}) {
+		t.Fatalf("after the refused resume: phase %s, log %v", rec.Phase, w.log)
+	}
+}
+
 func TestEpochsOnlyGrow(t *testing.T) {
 	_, j := newRunner(t, t.TempDir(), plan(&world{}, "", new(int), ""))
 	var last uint64

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http/httptrace"
 	"sort"
 	"strconv"
 	"sync"
@@ -45,6 +46,9 @@ type Event struct {
 	Op     string    `json:"op"`
 	Seq    int       `json:"seq,omitempty"`
 	Err    string    `json:"err,omitempty"`
+	// Conn is the local address of the connection a failed request went
+	// out on, to find it in a load balancer's log.
+	Conn string `json:"conn,omitempty"`
 }
 
 // Report is what a run recorded.
@@ -127,19 +131,21 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 				}
 				n := next()
 				name := objectName(report.RunID, n)
-				_, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"seq": strconv.Itoa(n), "via": t.Name}}, metav1.CreateOptions{})
+				tctx, conn := traced(ctx)
+				_, err := cms.Create(tctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"seq": strconv.Itoa(n), "via": t.Name}}, metav1.CreateOptions{})
 				if ctx.Err() != nil {
 					return // the run ended mid-request: neither acked nor failed
 				}
-				report.add(&mu, event(t.Name, "write", n, err), err == nil)
+				report.add(&mu, event(t.Name, "write", n, err, conn()), err == nil)
 				if err != nil {
 					continue
 				}
-				_, err = cms.Get(ctx, name, metav1.GetOptions{})
+				tctx, conn = traced(ctx)
+				_, err = cms.Get(tctx, name, metav1.GetOptions{})
 				if ctx.Err() != nil {
 					return
 				}
-				report.add(&mu, event(t.Name, "read", n, err), false)
+				report.add(&mu, event(t.Name, "read", n, err, conn()), false)
 			}
 		}()
 		go func() { // a watch, restarted whenever it ends
@@ -148,13 +154,13 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 				w, err := clients[i].CoreV1().ConfigMaps(opts.Namespace).Watch(ctx, metav1.ListOptions{})
 				if err != nil {
 					if ctx.Err() == nil {
-						report.add(&mu, event(t.Name, "watch", 0, err), false)
+						report.add(&mu, event(t.Name, "watch", 0, err, ""), false)
 						time.Sleep(opts.Interval)
 					}
 					continue
 				}
 				for range w.ResultChan() {
-					report.add(&mu, event(t.Name, "watch", 0, nil), false)
+					report.add(&mu, event(t.Name, "watch", 0, nil, ""), false)
 				}
 				w.Stop()
 			}
@@ -167,12 +173,26 @@ func Run(ctx context.Context, targets []Target, opts Options) (*Report, error) {
 
 func objectName(runID string, seq int) string { return fmt.Sprintf("load-%s-%07d", runID, seq) }
 
-func event(target, op string, seq int, err error) Event {
+func event(target, op string, seq int, err error, conn string) Event {
 	e := Event{At: time.Now().UTC(), Target: target, Op: op, Seq: seq}
 	if err != nil {
 		e.Err = err.Error()
+		e.Conn = conn
 	}
 	return e
+}
+
+// traced returns ctx with a trace that records the local address of the
+// connection the request goes out on, and a function that reads it.
+func traced(ctx context.Context) (context.Context, func() string) {
+	var mu sync.Mutex
+	var local string
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		local = i.Conn.LocalAddr().String()
+	}})
+	return ctx, func() string { mu.Lock(); defer mu.Unlock(); return local }
 }
 
 // Missing returns the acknowledged writes of r that the cluster behind cfg

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -26,14 +27,14 @@ import (
 
 func (e *Env) createVMs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	boot, err := bootdata.Data{HoldStaticPods: ControlPlanePods}.Marshal()
-	if err != nil {
-		return err
-	}
 	for i, zone := range s.Zones {
 		name := fmt.Sprintf("%s-cp-%s", s.Cluster, zoneSuffix(zone, i))
 		if slices.ContainsFunc(s.Nodes, func(n Node) bool { return n.Name == name && n.InstanceID != "" && n.PrivateIP != "" }) {
 			continue
+		}
+		boot, err := BootData(op.Record.ID, name)
+		if err != nil {
+			return err
 		}
 		inst, err := CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
 			return e.Cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{
@@ -51,6 +52,13 @@ func (e *Env) createVMs(ctx context.Context, op *engine.Op[State]) error {
 		op.Logf("%s: instance %s in %s on %s", name, inst.ID, zone, inst.PrivateIP)
 	}
 	return nil
+}
+
+// BootData is what a new control-plane VM is booted with: hold the static
+// pods at its first start, until the coordinator starts them. Its id is
+// unique to the operation and the node, so the agent applies it once.
+func BootData(operation, node string) ([]byte, error) {
+	return bootdata.Data{ID: operation + "/" + node, HoldStaticPods: ControlPlanePods}.Marshal()
 }
 
 // zoneSuffix names a node after its zone's last letter ("eu-west-1b" → b).
@@ -182,7 +190,9 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 		return fmt.Errorf("snapshot %s holds revision %d, journal says %d", s.Snapshot.Path, st.Revision, s.Snapshot.Revision)
 	}
 	op.Logf("snapshot verified (sha256 %s, revision %d); restoring on %d nodes", s.Snapshot.SHA256, st.Revision, len(s.Nodes))
-	if err := parallel(s.Nodes, func(n Node) error {
+	var mu sync.Mutex
+	checked := map[string]KubeconfigCheck{}
+	err = parallel(s.Nodes, func(n Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			if _, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: false}); err != nil {
 				return err
@@ -203,9 +213,26 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 				ApiserverShutdownDelay: durationpb.New(s.CloudAdvice.ShutdownDelay())}); err != nil {
 				return fmt.Errorf("manifests: %w", err)
 			}
+			info, err := c.GetInfo(ctx, &agentv1.GetInfoRequest{})
+			if err != nil {
+				return fmt.Errorf("reading the kubeconfigs: %w", err)
+			}
+			check, err := CheckKubeconfigs(info.GetKubeconfigs(), s.kubeconfigPolicy(n.PrivateIP))
+			if err != nil {
+				return fmt.Errorf("kubeconfigs after the rewrite: %w", err)
+			}
+			mu.Lock()
+			checked[n.Name] = check
+			mu.Unlock()
 			return nil
 		})
-	}); err != nil {
+	})
+	for _, n := range s.Nodes {
+		if check, ok := checked[n.Name]; ok {
+			op.Logf("%s: kubeconfigs name its own kube-apiserver or addresses that outlive the original: %s", n.Name, check)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	// etcd on all three at once: each member waits for its peers.

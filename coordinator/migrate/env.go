@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +39,11 @@ type Options struct {
 	// HeartbeatTimeout bounds the wait for kubelet heartbeats after
 	// traffic opens; default 10m.
 	HeartbeatTimeout time.Duration
+	// HeartbeatThreshold is the fraction of the nodes Ready at preflight
+	// whose kubelets must have heartbeated through the new endpoint by
+	// HeartbeatTimeout for the controllers to start without the others;
+	// valid in (0, 1], default (zero) 1: all of them.
+	HeartbeatThreshold float64
 	// ReadyTimeout bounds waits for etcd quorum, kube-apiserver readiness
 	// and the first write; default 5m.
 	ReadyTimeout time.Duration
@@ -55,7 +59,18 @@ func (o Options) withDefaults() Options {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 5 * time.Minute
 	}
+	if o.HeartbeatThreshold == 0 {
+		o.HeartbeatThreshold = 1
+	}
 	return o
+}
+
+// CheckHeartbeatThreshold fails unless t is a valid HeartbeatThreshold.
+func CheckHeartbeatThreshold(t float64) error {
+	if !(t > 0 && t <= 1) { // also rejects NaN
+		return fmt.Errorf("heartbeat threshold %g is not a fraction in (0, 1]: it is the share of the nodes Ready at preflight that must heartbeat, 1 for all of them", t)
+	}
+	return nil
 }
 
 // Env is what the steps act through.
@@ -124,7 +139,7 @@ func (e *Env) CallAgent(ctx context.Context, endpoint, what string, f func(conte
 			return nil
 		}
 		st, _ := status.FromError(err)
-		if st.Code() == codes.FailedPrecondition && strings.Contains(st.Message(), "stale epoch") {
+		if agentclient.Fenced(err) {
 			return fmt.Errorf("agent %s, %s: %w: %s", endpoint, what, engine.ErrFenced, st.Message())
 		}
 		if st.Code() != codes.Unavailable || time.Now().After(deadline) || ctx.Err() != nil {

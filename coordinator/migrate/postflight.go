@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +21,9 @@ import (
 func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	pf := &Postflight{}
+	if err := e.replaceOriginalNode(ctx, op, pf); err != nil {
+		return err
+	}
 	var problems []string
 	var leader uint64
 	for _, n := range s.Nodes {
@@ -45,7 +50,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		problems = append(problems, fmt.Sprintf("etcd revision %d went below the baseline %d", pf.Revision, s.Baseline.Revision))
 	}
 	var err error
-	if pf.Objects, err = e.countObjects(ctx); err != nil {
+	if pf.Objects, err = e.countObjects(ctx, s.Original.Name); err != nil {
 		return err
 	}
 	for _, r := range countedResources {
@@ -76,11 +81,14 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		return err
 	}
 	for _, n := range nodes.Items {
-		if slices.Contains(s.Baseline.ReadyNodes, n.Name) && !nodeReady(&n) {
+		// Stragglers the operator let the controllers start without (a
+		// heartbeat threshold below 1) are named in the journal, not held
+		// against the migration.
+		if slices.Contains(s.Baseline.ReadyNodes, n.Name) && !nodeReady(&n) && !slices.Contains(s.HeartbeatStragglers, n.Name) {
 			pf.NotReady = append(pf.NotReady, n.Name)
 		}
 	}
-	uids, err := e.podUIDs(ctx)
+	uids, err := e.podUIDs(ctx, s.Original.Name)
 	if err != nil {
 		return err
 	}
@@ -113,6 +121,50 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	}
 	op.Logf("3 voting members at revision %d; kcm leader %s; scheduler leader %s; %d nodes Ready; %d pods unchanged", pf.Revision, pf.ControllerLeader, pf.SchedulerLeader, len(s.Baseline.ReadyNodes), len(s.Baseline.PodUIDs))
 	return nil
+}
+
+// replaceOriginalNode makes the three new Nodes control-plane Nodes as
+// kubeadm's (the original's labels and taints), retires the original's
+// Node, and waits until CoreDNS has its ready replicas back: after it,
+// exactly the three new Nodes are Ready control-plane Nodes.
+func (e *Env) replaceOriginalNode(ctx context.Context, op *engine.Op[State], pf *Postflight) error {
+	s := op.State
+	meta := KubeadmControlPlane()
+	if s.Baseline.OriginalNode != nil {
+		meta = *s.Baseline.OriginalNode
+	}
+	var names []string
+	for _, n := range s.Nodes {
+		names = append(names, n.Name)
+	}
+	var err error
+	if pf.Labelled, err = AdoptNodes(ctx, e.Kube, meta, names, e.Options.ReadyTimeout, op.Logf); err != nil {
+		return err
+	}
+	if !slices.Contains(names, s.Original.Name) {
+		if pf.RetiredPods, err = RetireNode(ctx, e.Kube, s.Original.Name, op.Logf); err != nil {
+			return err
+		}
+	}
+	if dns := s.Baseline.CoreDNS; dns != nil {
+		start := time.Now()
+		if err := WaitCoreDNS(ctx, e.Kube, dns.Ready, e.Options.ReadyTimeout); err != nil {
+			return err
+		}
+		since := start
+		if dns.OnOriginal > 0 && s.StoppedAt != nil {
+			since = *s.StoppedAt // its pods there stopped serving with the original
+		}
+		pf.CoreDNSShortSeconds = time.Since(since).Seconds()
+		op.Logf("CoreDNS Available with %d ready replicas; it had fewer for %.1fs (%d of its pods ran on %s)", dns.Ready, pf.CoreDNSShortSeconds, dns.OnOriginal, s.Original.Name)
+	}
+	endpoint := net.JoinHostPort(s.PrivateIP, strconv.Itoa(e.Config.ControlPlane.APIServerPort))
+	if now, err := SetControlPlaneEndpoint(ctx, e.Kube, endpoint); err != nil {
+		return fmt.Errorf("recording the control-plane endpoint in %s: %w", KubeadmConfig, err)
+	} else if now != "" {
+		op.Logf("kubeadm's ClusterConfiguration names %s as the control-plane endpoint", now)
+	}
+	return WaitControlPlaneNodes(ctx, e.Kube, names, e.Options.ReadyTimeout)
 }
 
 // removeStaleIdentityLeases deletes the kube-apiserver identity leases

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -125,7 +128,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		return fmt.Errorf("%d bytes free next to the etcd data dir; a restore needs at least %d (twice the database)", free, need)
 	}
 	b := Baseline{Revision: EtcdStatus.GetRevision(), DBSizeBytes: EtcdStatus.GetDbSizeBytes(), EtcdVersion: EtcdStatus.GetVersion(), LeaseRenew: map[string]time.Time{}}
-	if b.Objects, err = e.countObjects(ctx); err != nil {
+	if b.Objects, err = e.countObjects(ctx, s.Original.Name); err != nil {
 		return err
 	}
 	nodes, err := e.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -141,27 +144,72 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 			b.LeaseRenew[n.Name] = l.Spec.RenewTime.Time
 		}
 	}
-	if b.PodUIDs, err = e.podUIDs(ctx); err != nil {
+	if b.PodUIDs, err = e.podUIDs(ctx, s.Original.Name); err != nil {
+		return err
+	}
+	if orig, err := e.Kube.CoreV1().Nodes().Get(ctx, s.Original.Name, metav1.GetOptions{}); err == nil {
+		meta := MetaOf(orig)
+		b.OriginalNode = &meta
+	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading the original Node %s: %w", s.Original.Name, err)
+	}
+	if b.CoreDNS, err = coreDNSBaseline(ctx, e.Kube, s.Original.Name); err != nil {
+		return err
+	}
+	if b.ControlPlaneEndpoint, err = ControlPlaneEndpoint(ctx, e.Kube); err != nil {
 		return err
 	}
 	s.Baseline = b
+	if s.Baseline.Kubeconfigs, err = e.originalKubeconfigs(op, inst, agentInfo.GetKubeconfigs()); err != nil {
+		return err
+	}
 	s.ClusterToken = "triad-" + op.Record.ID
 	op.Logf("etcd revision %d, db %d bytes; %d Ready nodes; %d pods; agent %s", b.Revision, b.DBSizeBytes, len(b.ReadyNodes), len(b.PodUIDs), agentInfo.GetAgentVersion())
 	return nil
 }
 
+// originalKubeconfigs checks that every kubeconfig kubeadm wrote on the
+// original names an API server that is still there once the original VM
+// stops, and returns where each points. s.Baseline's controlPlaneEndpoint
+// must be set.
+func (e *Env) originalKubeconfigs(op *engine.Op[State], inst sdk.Instance, kubeconfigs []*agentv1.Kubeconfig) (map[string][]string, error) {
+	s := op.State
+	p := s.kubeconfigPolicy("")
+	if a := inst.PublicIP; a != "" && a != s.PublicIP {
+		p.Gone[a] = fmt.Sprintf("the original VM's public address, which goes with it (the load balancer takes over %s, not it)", s.PublicIP)
+	}
+	check, err := CheckKubeconfigs(kubeconfigs, p)
+	if err != nil {
+		endpoint := s.Baseline.ControlPlaneEndpoint
+		if endpoint == "" {
+			endpoint = net.JoinHostPort(s.PrivateIP, strconv.Itoa(e.Config.ControlPlane.APIServerPort))
+		}
+		return nil, fmt.Errorf("kubeconfigs on %s: %w\na kubeconfig must name an API server that answers once the original VM stops: point its server at %s (the control-plane endpoint, which the load balancers take over) or at a DNS name, then run the migration again", s.Original.Name, err, endpoint)
+	}
+	if len(kubeconfigs) == 0 {
+		op.Logf("kubeconfigs: the agent of %s reported none (an older agent, or none in its kubeconfig directory): not checked", s.Original.Name)
+		return nil, nil
+	}
+	op.Logf("kubeconfigs on %s name addresses that outlive it: %s", s.Original.Name, check)
+	return check.Servers, nil
+}
+
 // countedResources are the object counts compared before and after.
 var countedResources = []string{"namespaces", "configmaps", "secrets", "serviceaccounts", "services", "pods", "deployments", "nodes"}
 
-func (e *Env) countObjects(ctx context.Context) (map[string]int, error) {
+// countObjects counts the objects of countedResources; pods bound to node
+// (the original control-plane node, which goes away with its VM: its
+// mirror pods, DaemonSet pods and whatever ran there) are left out.
+func (e *Env) countObjects(ctx context.Context, node string) (map[string]int, error) {
 	c, all := e.Kube.CoreV1(), metav1.ListOptions{}
+	notOnNode := metav1.ListOptions{FieldSelector: "spec.nodeName!=" + node}
 	lists := map[string]func() (runtime.Object, error){
 		"namespaces":      func() (runtime.Object, error) { return c.Namespaces().List(ctx, all) },
 		"configmaps":      func() (runtime.Object, error) { return c.ConfigMaps("").List(ctx, all) },
 		"secrets":         func() (runtime.Object, error) { return c.Secrets("").List(ctx, all) },
 		"serviceaccounts": func() (runtime.Object, error) { return c.ServiceAccounts("").List(ctx, all) },
 		"services":        func() (runtime.Object, error) { return c.Services("").List(ctx, all) },
-		"pods":            func() (runtime.Object, error) { return c.Pods("").List(ctx, all) },
+		"pods":            func() (runtime.Object, error) { return c.Pods("").List(ctx, notOnNode) },
 		"deployments":     func() (runtime.Object, error) { return e.Kube.AppsV1().Deployments("").List(ctx, all) },
 		"nodes":           func() (runtime.Object, error) { return c.Nodes().List(ctx, all) },
 	}
@@ -176,8 +224,11 @@ func (e *Env) countObjects(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
-func (e *Env) podUIDs(ctx context.Context) (map[string]string, error) {
-	pods, err := e.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+// podUIDs maps every pod not bound to node (as countObjects) to its UID.
+// The kubelet of the original node deletes the mirror pods of the static
+// pods it stops, so they are not the workload's pods being replaced.
+func (e *Env) podUIDs(ctx context.Context, node string) (map[string]string, error) {
+	pods, err := e.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName!=" + node})
 	if err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}

@@ -39,6 +39,20 @@ type Baseline struct {
 	LeaseRenew map[string]time.Time `json:"leaseRenew"`
 	// PodUIDs maps namespace/name to uid.
 	PodUIDs map[string]string `json:"podUIDs"`
+	// OriginalNode is the original Node's labels and taints that the new
+	// control-plane Nodes get (nil in journals from before it was kept).
+	OriginalNode *NodeMeta `json:"originalNode,omitempty"`
+	// CoreDNS is kubeadm's DNS at preflight (nil: the cluster has none).
+	CoreDNS *CoreDNSState `json:"coreDNS,omitempty"`
+	// Kubeconfigs maps each kubeconfig kubeadm wrote on the original
+	// (admin.conf, kubelet.conf, ...) to the server URLs it names; the new
+	// nodes must carry every one (empty in journals from before they were
+	// recorded, or from an agent that does not report them).
+	Kubeconfigs map[string][]string `json:"kubeconfigs,omitempty"`
+	// ControlPlaneEndpoint is kubeadm-config's controlPlaneEndpoint at
+	// preflight ("" if none): 2.3 checks the new nodes' kubeconfigs while
+	// no kube-apiserver answers.
+	ControlPlaneEndpoint string `json:"controlPlaneEndpoint,omitempty"`
 }
 
 // Snapshot is the etcd snapshot in the coordinator's store.
@@ -62,6 +76,15 @@ type Postflight struct {
 	PodsChanged      []string       `json:"podsChanged,omitempty"`
 	// StaleLeases are the old kube-apiserver's identity leases, deleted.
 	StaleLeases []string `json:"staleLeasesRemoved,omitempty"`
+	// Labelled are the new Nodes given the original's labels and taints.
+	Labelled []string `json:"labelled,omitempty"`
+	// RetiredPods are the original Node's pods deleted for their
+	// controllers to replace, before the Node itself was deleted.
+	RetiredPods []string `json:"retiredPods,omitempty"`
+	// CoreDNSShortSeconds is how long CoreDNS had fewer ready replicas
+	// than at preflight: from the original's stop, if it ran CoreDNS
+	// pods, to their replacements' readiness.
+	CoreDNSShortSeconds float64 `json:"coreDNSShortSeconds,omitempty"`
 }
 
 // State is a migration's journaled state.
@@ -99,6 +122,18 @@ type State struct {
 	OpenedAt             *time.Time `json:"openedAt,omitempty"`
 	FirstWriteAt         *time.Time `json:"firstWriteAt,omitempty"`
 	ControllersStartedAt *time.Time `json:"controllersStartedAt,omitempty"`
+	// HeartbeatLeaseVersions is the resourceVersion of each baseline
+	// Ready node's Lease in kube-node-lease ("" if it had none), recorded
+	// once after the first write through the load balancer: the node's
+	// kubelet has heartbeated through the new endpoint once its Lease's
+	// differs.
+	HeartbeatLeaseVersions map[string]string `json:"heartbeatLeaseVersions,omitempty"`
+	// HeartbeatsPassedAt is when the heartbeat gate let the controllers
+	// start; HeartbeatStragglers are the nodes that had not heartbeated by
+	// then, which the controllers started without as HeartbeatThreshold
+	// allowed.
+	HeartbeatsPassedAt  *time.Time `json:"heartbeatsPassedAt,omitempty"`
+	HeartbeatStragglers []string   `json:"heartbeatStragglers,omitempty"`
 	// WindowSeconds is the write-unavailability window: StoppedAt to
 	// FirstWriteAt.
 	WindowSeconds float64     `json:"windowSeconds,omitempty"`

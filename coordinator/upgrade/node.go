@@ -14,7 +14,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/migrate"
@@ -113,11 +112,11 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 	}
 	if nu.New.InstanceID == "" {
 		start := time.Now()
-		boot, err := bootdata.Data{HoldStaticPods: migrate.ControlPlanePods}.Marshal()
+		name := replacementName(nu.Old.Name, op.Record.ID)
+		boot, err := migrate.BootData(op.Record.ID, name)
 		if err != nil {
 			return err
 		}
-		name := replacementName(nu.Old.Name, op.Record.ID)
 		inst, err := migrate.CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
 			return e.Cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{
 				IdempotencyToken: op.Record.ID + "-" + name, Name: name, Zone: nu.Old.Zone, Image: s.Image,
@@ -196,6 +195,9 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		}); err != nil {
 			return fmt.Errorf("manifests of %s: %w", nu.New.Name, err)
 		}
+		if err := e.checkKubeconfigs(ctx, op, nu.New); err != nil {
+			return err
+		}
 		// A learner never passes etcd's /readyz: wait for it to run only;
 		// promote checks it caught up.
 		if err := e.agentDo(ctx, nu.New, "start etcd", func(ctx context.Context, c agentv1.AgentServiceClient) error {
@@ -207,6 +209,47 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 	}
 	op.Logf("etcd started on %s as a learner", nu.New.Name)
 	return nil
+}
+
+// checkKubeconfigs checks, before n's etcd starts, that every kubeconfig
+// kubeadm wrote on n names an API server that outlives the upgrade: its
+// own (controller-manager.conf and scheduler.conf name nothing else), the
+// load balancers' addresses, kubeadm's controlPlaneEndpoint or loopback;
+// never a node being replaced.
+func (e *Env) checkKubeconfigs(ctx context.Context, op *engine.Op[State], n migrate.Node) error {
+	s := op.State
+	endpoint, err := migrate.ControlPlaneEndpoint(ctx, e.Kube)
+	if err != nil {
+		return err
+	}
+	p := s.kubeconfigPolicy(n.PrivateIP, endpoint)
+	var info *agentv1.GetInfoResponse
+	if err := e.agentDo(ctx, n, "get info", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
+		info, err = c.GetInfo(ctx, &agentv1.GetInfoRequest{})
+		return err
+	}); err != nil {
+		return fmt.Errorf("reading the kubeconfigs of %s: %w", n.Name, err)
+	}
+	check, err := migrate.CheckKubeconfigs(info.GetKubeconfigs(), p)
+	if err != nil {
+		return fmt.Errorf("kubeconfigs of %s after the rewrite: %w", n.Name, err)
+	}
+	op.Logf("%s: kubeconfigs name its own kube-apiserver or addresses that outlive the upgrade: %s", n.Name, check)
+	return nil
+}
+
+// kubeconfigPolicy is what the kubeconfigs of the new node at own may
+// name: the load balancers' addresses (the migration's), kubeadm's
+// controlPlaneEndpoint, its own address or loopback. The address of every
+// node being replaced goes.
+func (s *State) kubeconfigPolicy(own, endpoint string) migrate.KubeconfigPolicy {
+	p := migrate.KubeconfigPolicy{Own: own, Live: []string{s.PrivateIP, s.PublicIP}, ControlPlaneEndpoint: endpoint, Gone: map[string]string{}}
+	for _, nu := range s.Nodes {
+		if !nu.Skipped && nu.Old.PrivateIP != "" {
+			p.Gone[nu.Old.PrivateIP] = nu.Old.Name + "'s address, which this upgrade replaces"
+		}
+	}
+	return p
 }
 
 // unjoin puts the old node back: the new member and VM go and the old
@@ -456,11 +499,39 @@ func (e *Env) switchNode(ctx context.Context, op *engine.Op[State], at int) erro
 	}); err != nil {
 		return err
 	}
+	if err := e.replaceNode(ctx, op, nu); err != nil {
+		return err
+	}
 	nu.Done = true
 	nu.Timings.Switch = since(start)
 	nu.Timings.Total = since(*nu.StartedAt)
 	op.Logf("%s replaced by %s (instance %s deleted)", nu.Old.Name, nu.New.Name, nu.Old.InstanceID)
 	return op.Save()
+}
+
+// replaceNode gives the new Node the old one's labels and taints (kubeadm's
+// control-plane ones) and retires the old Node, whose VM is gone.
+func (e *Env) replaceNode(ctx context.Context, op *engine.Op[State], nu *NodeUpgrade) error {
+	if nu.OldMeta == nil {
+		meta := migrate.KubeadmControlPlane()
+		if old, err := e.Kube.CoreV1().Nodes().Get(ctx, nu.Old.Name, metav1.GetOptions{}); err == nil {
+			meta = migrate.MetaOf(old)
+		} else if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading the old Node %s: %w", nu.Old.Name, err)
+		}
+		nu.OldMeta = &meta
+		if err := op.Save(); err != nil {
+			return err
+		}
+	}
+	if _, err := migrate.AdoptNodes(ctx, e.Kube, *nu.OldMeta, []string{nu.New.Name}, e.Options.ReadyTimeout, op.Logf); err != nil {
+		return err
+	}
+	if nu.Old.Name == nu.New.Name {
+		return nil
+	}
+	_, err := migrate.RetireNode(ctx, e.Kube, nu.Old.Name, op.Logf)
+	return err
 }
 
 // unswitch undoes a switch that has not removed the old member, and
@@ -515,6 +586,13 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 			return fmt.Errorf("%s runs image %s, want %s", n.Name, in.Image, s.Image)
 		}
 	}
-	op.Logf("%d healthy voting members, every node on %s behind both load balancers", len(nodes), s.Image)
+	var names []string
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	if err := migrate.WaitControlPlaneNodes(ctx, e.Kube, names, e.Options.ReadyTimeout); err != nil {
+		return err
+	}
+	op.Logf("%d healthy voting members, every node on %s behind both load balancers; the control-plane Nodes are exactly %s, all Ready", len(nodes), s.Image, strings.Join(names, ", "))
 	return nil
 }

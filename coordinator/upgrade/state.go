@@ -33,7 +33,10 @@ type NodeUpgrade struct {
 	// node cannot go back to the old VM; an undo finishes the switch to
 	// the new one instead.
 	Switched bool `json:"switched,omitempty"`
-	Done     bool `json:"done,omitempty"`
+	// OldMeta is the old Node's labels and taints, read before it is
+	// retired, for the new Node to carry.
+	OldMeta *migrate.NodeMeta `json:"oldMeta,omitempty"`
+	Done    bool              `json:"done,omitempty"`
 	// StartedAt is when the node's join began; Timings the parts, for
 	// the report and make bench.
 	StartedAt *time.Time `json:"startedAt,omitempty"`

@@ -1,9 +1,9 @@
 // Package localcluster creates a single-node Kubernetes control plane in a
-// local-cloud VM, laid out exactly as kubeadm lays out a real node: the real
-// kubeadm (built from the pinned release) writes the PKI, kubeconfigs and
-// static-pod manifests into the VM's disk, and triad's own agent code then
-// moves them to the VM's loopback address, as a migration moves a node.
-// The VM runs triad-agent and the kubelet stand-in, which runs etcd,
+// local-cloud VM as an operator makes one on a fresh node: the VM boots
+// triad-agent, the local container runtime and the real kubelet, then the
+// whole 'kubeadm init' (built from the pinned release) runs inside it and
+// writes the PKI, kubeconfigs and static-pod manifests for the VM's own
+// address; nothing is rewritten afterwards. The kubelet runs etcd,
 // kube-apiserver, kube-controller-manager and kube-scheduler from the
 // cached binaries.
 package localcluster
@@ -33,16 +33,10 @@ import (
 	"github.com/triad-k8s/triad/agent/atomicfile"
 	agentauth "github.com/triad-k8s/triad/agent/auth"
 	"github.com/triad-k8s/triad/agent/manifests"
-	"github.com/triad-k8s/triad/agent/nodecerts"
 	"github.com/triad-k8s/triad/cloudplugins/local"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/pki"
 )
-
-// placeholderAddress is what kubeadm is told the node's address is: kubeadm
-// refuses a loopback advertise address, so the node is generated for this
-// one and then moved to its 127.0.10.x address.
-const placeholderAddress = "10.255.255.254"
 
 // Options describe the cluster to create.
 type Options struct {
@@ -94,7 +88,7 @@ func Create(ctx context.Context, cloud *local.Cloud, opts Options) (*Cluster, er
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm", "kubelet"} {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("%s missing in %s (run 'make k8s-binaries'): %w", b, opts.BinDir, err)
 		}
@@ -105,17 +99,25 @@ func Create(ctx context.Context, cloud *local.Cloud, opts Options) (*Cluster, er
 	}
 	step := func(format string, args ...any) { fmt.Fprintf(opts.Progress, "  "+format+"\n", args...) }
 	start := time.Now()
+	var kubeadmCfg string
 	inst, err := cloud.CreateVM(ctx, local.VMRequest{
 		Name: opts.Name + "-cp-0", Zone: opts.Zone, Image: image, Labels: map[string]string{"triad.dev/cluster": opts.Name},
 		Prepare: func(inst sdk.Instance, disk string) error {
 			step("VM %s: private %s, public %s", inst.ID, inst.PrivateIP, inst.PublicIP)
-			return prepareDisk(ctx, inst, disk, opts, step)
+			kubeadmCfg = filepath.Join(filepath.Dir(filepath.Dir(disk)), "kubeadm.yaml")
+			if err := os.WriteFile(kubeadmCfg, []byte(kubeadmConfig(inst, opts)), 0o600); err != nil {
+				return err
+			}
+			return installAgentCert(disk, opts, step)
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
 	disk := cloud.DiskDir(inst.ID)
+	if err := kubeadmInit(ctx, cloud, inst, kubeadmCfg, opts, step); err != nil {
+		return nil, err
+	}
 	caFile := filepath.Join(disk, "etc/kubernetes/pki/ca.crt")
 	step("waiting for kube-apiserver /readyz through https://%s:6443", inst.PublicIP)
 	if err := waitReady(ctx, "https://"+net.JoinHostPort(inst.PublicIP, "6443"), caFile); err != nil {
@@ -133,8 +135,51 @@ func Create(ctx context.Context, cloud *local.Cloud, opts Options) (*Cluster, er
 	return &Cluster{Instance: inst, AdminKubeconfig: public, PrivateKubeconfig: admin, CAFile: caFile}, nil
 }
 
-// writeImage records the control-plane image: triad-agent first, then the
-// kubelet stand-in once the agent listens (so held pods are parked first).
+// SkippedPreflightChecks are the checks of kubeadm's preflight phase that
+// the local cloud's VMs fail by construction (README: the local cloud):
+// no kernel module br_netfilter or kernel config to verify in a network
+// namespace of a shared host, no systemd unit for the kubelet, and swap
+// that the host may have.
+var SkippedPreflightChecks = []string{
+	"SystemVerification", "FileContent--proc-sys-net-bridge-bridge-nf-call-iptables", "Swap", "Service-Kubelet",
+}
+
+// kubeadmInit runs the whole 'kubeadm init' inside the booted VM, as an
+// operator would on a fresh node whose kubelet (restarted until kubeadm
+// writes its configuration) and container runtime already run.
+func kubeadmInit(ctx context.Context, cloud *local.Cloud, inst sdk.Instance, cfgPath string, opts Options, step func(string, ...any)) error {
+	step("kubeadm init (inside %s)", inst.ID)
+	if err := waitCRI(ctx, cloud, inst.ID); err != nil {
+		return err
+	}
+	logPath := filepath.Join(filepath.Dir(filepath.Dir(cloud.DiskDir(inst.ID))), "kubeadm-init.log")
+	if _, err := runIn(ctx, cloud, inst.ID, opts.BinDir, logPath, filepath.Join(opts.BinDir, "kubeadm"), "init", "--config", cfgPath,
+		"--ignore-preflight-errors", strings.Join(SkippedPreflightChecks, ","), "--v", "1"); err != nil {
+		return fmt.Errorf("kubeadm init in %s (log %s): %w", inst.ID, logPath, err)
+	}
+	return nil
+}
+
+// runContext runs cmd, killing it if ctx ends first.
+func runContext(ctx context.Context, cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// writeImage records the control-plane image: triad-agent, the container
+// runtime, and the kubelet once the agent listens (so held pods are parked
+// first).
 // When the bin dir holds a next release (hack/build-k8s.sh's next/), a
 // second image for it is written too: the images a rolling upgrade moves
 // between.
@@ -151,6 +196,9 @@ func writeImage(cloud *local.Cloud, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := writeWorkerImage(cloud, opts, opts.KubernetesVersion); err != nil {
+		return "", err
+	}
 	next, err := os.ReadFile(filepath.Join(opts.BinDir, "next", "version"))
 	if errors.Is(err, os.ErrNotExist) {
 		return name, nil
@@ -165,8 +213,10 @@ func writeImage(cloud *local.Cloud, opts Options) (string, error) {
 	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 		binaries["registry.k8s.io/"+c+":"+manifests.ImageTag(nextVersion)] = filepath.Join(opts.BinDir, "next", c)
 	}
-	_, err = writeImageFor(cloud, opts, nextVersion, binaries)
-	return name, err
+	if _, err = writeImageFor(cloud, opts, nextVersion, binaries); err != nil {
+		return "", err
+	}
+	return name, writeWorkerImage(cloud, opts, nextVersion)
 }
 
 // ImageName is the local cloud's control-plane image for a Kubernetes
@@ -182,19 +232,47 @@ func writeImageFor(cloud *local.Cloud, opts Options, version string, binaries ma
 		return "", err
 	}
 	img := local.Image{Processes: []local.ImageProcess{
-		{Name: "triad-agent", Command: []string{opts.AgentBinary, "--cluster", opts.Name, "--node-name", "{{name}}",
+		{Name: "triad-agent", Command: []string{opts.AgentBinary, "--cluster", opts.Name,
 			"--listen", "{{ip}}:9443", "--gate-listen", "{{ip}}:9444",
-			"--apiserver-url", "https://{{ip}}:6443", "--apiserver-ca", "{{disk}}/etc/kubernetes/pki/ca.crt",
-			"--etcd-endpoint", "https://{{ip}}:2379", "--etcd-ca", "{{disk}}/etc/kubernetes/pki/etcd/ca.crt",
-			"--etcd-cert", "{{disk}}/etc/kubernetes/pki/etcd/healthcheck-client.crt", "--etcd-key", "{{disk}}/etc/kubernetes/pki/etcd/healthcheck-client.key",
-			"--etcd-data-dir", "{{disk}}/var/lib/etcd", "--pki-dir", "{{disk}}/etc/kubernetes/pki",
-			"--state-dir", "{{disk}}/var/lib/triad-agent", "--boot-data", "{{disk}}/" + local.BootDataPath,
-			"--manifest-dir", "{{disk}}/etc/kubernetes/manifests", "--parked-dir", "{{disk}}/var/lib/triad-agent/parked",
-			"--cri-endpoint", "unix://{{cri}}", "--probe-host", "{{ip}}",
-			"--tls-cert", "{{disk}}/etc/triad/pki/agent.crt", "--tls-key", "{{disk}}/etc/triad/pki/agent.key", "--tls-ca", "{{disk}}/etc/triad/pki/ca.crt"}},
-		{Name: "kubelet", StartAfterTCP: "{{ip}}:9443", Command: []string{opts.CloudBinary, "kubelet", "--root", "{{disk}}", "--ip", "{{ip}}", "--node-name", "{{name}}", "--images", binariesFile}},
+			"--apiserver-url", "https://{{ip}}:6443", "--apiserver-ca", "/etc/kubernetes/pki/ca.crt",
+			"--etcd-endpoint", "https://127.0.0.1:2379", "--etcd-ca", "/etc/kubernetes/pki/etcd/ca.crt",
+			"--etcd-cert", "/etc/kubernetes/pki/etcd/healthcheck-client.crt", "--etcd-key", "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+			"--etcd-data-dir", local.DataDiskMount, "--pki-dir", "/etc/kubernetes/pki",
+			"--state-dir", "/var/lib/triad-agent", "--boot-data", "/" + local.BootDataPath,
+			"--manifest-dir", "/etc/kubernetes/manifests", "--parked-dir", "/var/lib/triad-agent/parked",
+			"--cri-endpoint", "unix://{{cri}}",
+			"--tls-cert", "/etc/triad/pki/agent.crt", "--tls-key", "/etc/triad/pki/agent.key", "--tls-ca", "/etc/triad/pki/ca.crt"}},
+		{Name: "cri", Command: []string{opts.CloudBinary, "cri", "--socket", "{{cri}}", "--state-dir", "/run/triad/cri", "--images", binariesFile}},
+		// After the agent, which parks held static pods first.
+		kubeletProcess(opts, "{{ip}}:9443"),
 	}}
 	return name, writeJSON(filepath.Join(dir, name+".json"), img)
+}
+
+// kubeletProcess runs the kubelet as kubeadm's systemd drop-in does:
+// flags from kubeadm-flags.env, restarted (by the VM) until kubeadm has
+// written its configuration; after startAfter accepts connections, if set.
+func kubeletProcess(opts Options, startAfter string) local.ImageProcess {
+	return local.ImageProcess{Name: "kubelet", StartAfterTCP: startAfter, Command: []string{"/bin/sh", "-c", `[ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env; ` +
+		`exec "$0" --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml $KUBELET_KUBEADM_ARGS`,
+		filepath.Join(opts.BinDir, "kubelet")}}
+}
+
+// WorkerImageName is the local cloud's worker image for a Kubernetes
+// version: a container runtime and a kubelet waiting for 'kubeadm join'.
+func WorkerImageName(version string) string { return "worker-" + manifests.ImageTag(version) }
+
+func writeWorkerImage(cloud *local.Cloud, opts Options, version string) error {
+	dir := filepath.Join(cloud.StateDir(), "images")
+	binariesFile := filepath.Join(dir, "binaries", WorkerImageName(version)+".json")
+	if err := writeJSON(binariesFile, map[string]string{}); err != nil {
+		return err
+	}
+	img := local.Image{Processes: []local.ImageProcess{
+		{Name: "cri", Command: []string{opts.CloudBinary, "cri", "--socket", "{{cri}}", "--state-dir", "/run/triad/cri", "--images", binariesFile}},
+		kubeletProcess(opts, ""),
+	}}
+	return writeJSON(filepath.Join(dir, WorkerImageName(version)+".json"), img)
 }
 
 // etcdImageRef asks kubeadm which etcd image the release uses.
@@ -211,90 +289,9 @@ func etcdImageRef(opts Options) (string, error) {
 	return "", fmt.Errorf("kubeadm lists no etcd image: %s", out)
 }
 
-// prepareDisk lays out the node with kubeadm, then moves it to its VM
-// address with the agent's own certificate and manifest code.
-func prepareDisk(ctx context.Context, inst sdk.Instance, disk string, opts Options, step func(string, ...any)) error {
-	for _, d := range []string{"etc/kubernetes", "tmp", "var/lib/etcd"} {
-		if err := os.MkdirAll(filepath.Join(disk, d), 0o755); err != nil {
-			return err
-		}
-	}
-	cfg := fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: %s
-  bindPort: 6443
-nodeRegistration:
-  name: %s
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-kubernetesVersion: %s
-clusterName: %s
-apiServer:
-  certSANs: [%q, %q]
-`, placeholderAddress, inst.Name, opts.KubernetesVersion, opts.Name, inst.PrivateIP, inst.PublicIP)
-	if err := os.WriteFile(filepath.Join(disk, "tmp/kubeadm.yaml"), []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	for _, phase := range [][]string{{"certs", "all"}, {"kubeconfig", "all"}, {"control-plane", "all"}, {"etcd", "local"}} {
-		step("kubeadm init phase %s", strings.Join(phase, " "))
-		args := append(append([]string{"init", "phase"}, phase...), "--config", "/tmp/kubeadm.yaml", "--rootfs", disk)
-		cmd := exec.CommandContext(ctx, filepath.Join(opts.BinDir, "kubeadm"), args...)
-		cmd.Env = []string{"PATH=/usr/bin:/bin"}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("kubeadm %v: %w\n%s", args, err, out)
-		}
-	}
-	step("moving the node from %s to %s (agent/nodecerts, agent/manifests)", placeholderAddress, inst.PrivateIP)
-	if _, err := nodecerts.Reissue(nodecerts.Request{
-		PKIDir: filepath.Join(disk, "etc/kubernetes/pki"), OldAddress: placeholderAddress,
-		IPs: []string{inst.PrivateIP, inst.PublicIP}, BackupDir: filepath.Join(disk, "var/lib/triad-agent/backups/create/pki"),
-	}); err != nil {
-		return err
-	}
-	mdir := filepath.Join(disk, "etc/kubernetes/manifests")
-	if err := rewrite(filepath.Join(mdir, "etcd.yaml"), func(p *manifests.Pod) error {
-		return manifests.RewriteEtcd(p, manifests.Etcd{Name: inst.Name, AdvertiseAddress: inst.PrivateIP, InitialCluster: inst.Name + "=https://" + net.JoinHostPort(inst.PrivateIP, "2380"), InitialClusterState: "new"})
-	}); err != nil {
-		return err
-	}
-	if err := rewrite(filepath.Join(mdir, "kube-apiserver.yaml"), func(p *manifests.Pod) error {
-		if err := manifests.RewriteAPIServer(p, manifests.APIServer{AdvertiseAddress: inst.PrivateIP, EtcdServers: []string{"https://127.0.0.1:2379"}}); err != nil {
-			return err
-		}
-		// Every VM shares this machine: bind only the VM's address. A
-		// loopback advertise address needs the endpoint reconciler off; only
-		// the local cloud does this.
-		p.SetFlag("bind-address", inst.PrivateIP)
-		p.SetFlag("endpoint-reconciler-type", "none")
-		if !opts.UngracefulAPIServer {
-			p.SetFlag("shutdown-send-retry-after", "true")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if opts.NodeMonitorGracePeriod > 0 {
-		if err := rewrite(filepath.Join(mdir, "kube-controller-manager.yaml"), func(p *manifests.Pod) error {
-			p.SetFlag("node-monitor-grace-period", opts.NodeMonitorGracePeriod.String())
-			p.SetFlag("node-monitor-period", "1s")
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
-	confs, _ := filepath.Glob(filepath.Join(disk, "etc/kubernetes/*.conf"))
-	for _, f := range confs {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		data = []byte(strings.ReplaceAll(string(data), "https://"+placeholderAddress+":6443", "https://"+inst.PrivateIP+":6443"))
-		if err := atomicfile.Write(f, data, 0o600); err != nil {
-			return err
-		}
-	}
+// installAgentCert puts triad's agent certificate for the cluster on the
+// root disk, as an image's provisioning would.
+func installAgentCert(disk string, opts Options, step func(string, ...any)) error {
 	step("installing triad's agent certificate for cluster %s", opts.Name)
 	agentCert, keyFile := opts.PKI.LeafFiles(agentauth.RoleAgent, opts.Name)
 	if _, err := os.Stat(agentCert); os.IsNotExist(err) {
@@ -312,6 +309,45 @@ apiServer:
 		}
 	}
 	return nil
+}
+
+// kubeadmConfig is the cluster's kubeadm configuration.
+func kubeadmConfig(inst sdk.Instance, opts Options) string {
+	var apiserverArgs, kcmArgs string
+	if !opts.UngracefulAPIServer {
+		apiserverArgs = "  extraArgs:\n  - name: shutdown-send-retry-after\n    value: \"true\"\n"
+	}
+	if opts.NodeMonitorGracePeriod > 0 {
+		kcmArgs = fmt.Sprintf("controllerManager:\n  extraArgs:\n  - name: node-monitor-grace-period\n    value: %s\n  - name: node-monitor-period\n    value: 1s\n", opts.NodeMonitorGracePeriod)
+	}
+	return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: %s
+  bindPort: 6443
+nodeRegistration:
+  name: %s
+  criSocket: unix://%s
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: %s
+clusterName: %s
+apiServer:
+  certSANs: [%q, %q]
+%s%s---
+# What the local cloud's runtime (processes, no cgroups) needs from the
+# kubelet; kubeadm writes it to /var/lib/kubelet/config.yaml and the
+# kubelet-config ConfigMap.
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupsPerQOS: false
+enforceNodeAllocatable: ["none"] # an empty list would be defaulted to [pods]
+failCgroupV1: false
+cgroupDriver: cgroupfs
+failSwapOn: false
+fileCheckFrequency: 1s
+`, inst.PrivateIP, inst.Name, local.CRISocket, opts.KubernetesVersion, opts.Name, inst.PrivateIP, inst.PublicIP, apiserverArgs, kcmArgs)
 }
 
 // bindClusterAdmins does what 'kubeadm init' does after its phases: bind
@@ -339,18 +375,6 @@ func bindClusterAdmins(ctx context.Context, superAdmin string) error {
 		return fmt.Errorf("binding kubeadm:cluster-admins to cluster-admin: %w", err)
 	}
 	return nil
-}
-
-func rewrite(path string, f func(*manifests.Pod) error) error {
-	p, err := manifests.Read(path)
-	if err != nil {
-		return err
-	}
-	if err := f(p); err != nil {
-		return err
-	}
-	_, err = p.Write()
-	return err
 }
 
 // waitReady polls base/readyz, verifying the serving certificate against

@@ -10,13 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/triad-k8s/triad/cloudplugins/local"
-	"github.com/triad-k8s/triad/cloudplugins/local/kubelet"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 )
 
@@ -28,13 +26,14 @@ with one of these roles for its long-lived processes:
   lb      --state-dir DIR --id LOADBALANCER  run a load balancer
   forward --state-dir DIR --id ADDRESS --ports 6443,...  forward a public address
 
-and, inside a VM (a process of its image), the kubelet stand-in:
+and, inside a VM (processes of its image):
 
-  kubelet --root DISK --ip IP --node-name NAME --images FILE
-          [--manifest-dir DIR] [--socket PATH]
-          run the static pods of DISK/etc/kubernetes/manifests as processes
-          and serve CRI on DISK/run/triad/cri.sock (see {{cri}}); FILE maps image
-          references to binaries (JSON object)
+  cri --socket PATH --state-dir DIR --images FILE
+          the VM's container runtime: serves CRI to the kubelet and runs
+          containers as processes; FILE maps image references to binaries
+  placeholder
+          what a container whose image is not built here runs: stays up and
+          answers HTTP on its ports
 `
 
 // Main runs the command with args (without the program name).
@@ -58,9 +57,6 @@ func Main(args []string) error {
 		return nil
 	}
 	role := args[0]
-	if role == "kubelet" {
-		return runKubelet(args[1:])
-	}
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	stateDir := fs.String("state-dir", "", "local cloud state directory")
 	id := fs.String("id", "", "resource id")
@@ -95,38 +91,4 @@ func Main(args []string) error {
 		return cloud.RunForwarder(ctx, *id, ps, log)
 	}
 	return fmt.Errorf("unknown role %q\n%s", role, usage)
-}
-
-func runKubelet(args []string) error {
-	fs := flag.NewFlagSet("kubelet", flag.ContinueOnError)
-	root := fs.String("root", "", "the VM's directory")
-	ip := fs.String("ip", "", "the VM's address")
-	node := fs.String("node-name", "", "node name")
-	images := fs.String("images", "", "JSON file mapping image references to binaries")
-	manifests := fs.String("manifest-dir", "", "manifest directory (default <root>/etc/kubernetes/manifests)")
-	socket := fs.String("socket", "", "CRI socket (default <root>/run/triad/cri.sock)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *root == "" || *ip == "" || *node == "" || *images == "" {
-		return fmt.Errorf("kubelet needs --root, --ip, --node-name and --images\n%s", usage)
-	}
-	if *manifests == "" {
-		*manifests = filepath.Join(*root, "etc/kubernetes/manifests")
-	}
-	if *socket == "" {
-		*socket = kubelet.SocketPath(*root)
-	}
-	data, err := os.ReadFile(*images)
-	if err != nil {
-		return err
-	}
-	var imageMap map[string]string
-	if err := json.Unmarshal(data, &imageMap); err != nil {
-		return fmt.Errorf("--images %s: %w", *images, err)
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("role", "kubelet", "node", *node)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	return kubelet.New(kubelet.Config{NodeName: *node, IP: *ip, Root: *root, ManifestDir: *manifests, Images: imageMap, Socket: *socket, Logger: log}).Run(ctx)
 }

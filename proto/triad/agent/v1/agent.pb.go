@@ -228,7 +228,12 @@ type GetInfoResponse struct {
 	EtcdDataDir string `protobuf:"bytes,8,opt,name=etcd_data_dir,json=etcdDataDir,proto3" json:"etcd_data_dir,omitempty"`
 	// highest_epoch is the highest fencing epoch accepted for the cluster, 0 if
 	// none yet.
-	HighestEpoch  uint64 `protobuf:"varint,9,opt,name=highest_epoch,json=highestEpoch,proto3" json:"highest_epoch,omitempty"`
+	HighestEpoch uint64 `protobuf:"varint,9,opt,name=highest_epoch,json=highestEpoch,proto3" json:"highest_epoch,omitempty"`
+	// kubeconfigs are the kubeconfigs kubeadm writes on a control-plane node
+	// (admin.conf, super-admin.conf, kubelet.conf, controller-manager.conf,
+	// scheduler.conf) found in the kubeconfig directory, the parent of
+	// manifest_dir, in that order. A file that is not there is left out.
+	Kubeconfigs   []*Kubeconfig `protobuf:"bytes,10,rep,name=kubeconfigs,proto3" json:"kubeconfigs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +331,79 @@ func (x *GetInfoResponse) GetHighestEpoch() uint64 {
 	return 0
 }
 
+func (x *GetInfoResponse) GetKubeconfigs() []*Kubeconfig {
+	if x != nil {
+		return x.Kubeconfigs
+	}
+	return nil
+}
+
+// Kubeconfig is one kubeconfig file and the API servers it names.
+type Kubeconfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the file's name in the kubeconfig directory, e.g. admin.conf.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// servers are the server URLs of the file's clusters, ordered by cluster
+	// name, as written.
+	Servers []string `protobuf:"bytes,2,rep,name=servers,proto3" json:"servers,omitempty"`
+	// error says why the file could not be read or parsed; servers is then
+	// empty.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Kubeconfig) Reset() {
+	*x = Kubeconfig{}
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Kubeconfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Kubeconfig) ProtoMessage() {}
+
+func (x *Kubeconfig) ProtoReflect() protoreflect.Message {
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Kubeconfig.ProtoReflect.Descriptor instead.
+func (*Kubeconfig) Descriptor() ([]byte, []int) {
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Kubeconfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Kubeconfig) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *Kubeconfig) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type GetHealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -334,7 +412,7 @@ type GetHealthRequest struct {
 
 func (x *GetHealthRequest) Reset() {
 	*x = GetHealthRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +424,7 @@ func (x *GetHealthRequest) String() string {
 func (*GetHealthRequest) ProtoMessage() {}
 
 func (x *GetHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +437,7 @@ func (x *GetHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHealthRequest.ProtoReflect.Descriptor instead.
 func (*GetHealthRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 type GetHealthResponse struct {
@@ -372,7 +450,7 @@ type GetHealthResponse struct {
 
 func (x *GetHealthResponse) Reset() {
 	*x = GetHealthResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +462,7 @@ func (x *GetHealthResponse) String() string {
 func (*GetHealthResponse) ProtoMessage() {}
 
 func (x *GetHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +475,7 @@ func (x *GetHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHealthResponse.ProtoReflect.Descriptor instead.
 func (*GetHealthResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetHealthResponse) GetHealth() *NodeHealth {
@@ -418,7 +496,7 @@ type WatchHealthRequest struct {
 
 func (x *WatchHealthRequest) Reset() {
 	*x = WatchHealthRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +508,7 @@ func (x *WatchHealthRequest) String() string {
 func (*WatchHealthRequest) ProtoMessage() {}
 
 func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +521,7 @@ func (x *WatchHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthRequest.ProtoReflect.Descriptor instead.
 func (*WatchHealthRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchHealthRequest) GetInterval() *durationpb.Duration {
@@ -463,7 +541,7 @@ type WatchHealthResponse struct {
 
 func (x *WatchHealthResponse) Reset() {
 	*x = WatchHealthResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +553,7 @@ func (x *WatchHealthResponse) String() string {
 func (*WatchHealthResponse) ProtoMessage() {}
 
 func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +566,7 @@ func (x *WatchHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchHealthResponse.ProtoReflect.Descriptor instead.
 func (*WatchHealthResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WatchHealthResponse) GetHealth() *NodeHealth {
@@ -544,7 +622,7 @@ type NodeHealth struct {
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +634,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +647,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeHealth) GetObservedAt() *timestamppb.Timestamp {
@@ -695,7 +773,7 @@ type StaticPod struct {
 
 func (x *StaticPod) Reset() {
 	*x = StaticPod{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +785,7 @@ func (x *StaticPod) String() string {
 func (*StaticPod) ProtoMessage() {}
 
 func (x *StaticPod) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +798,7 @@ func (x *StaticPod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StaticPod.ProtoReflect.Descriptor instead.
 func (*StaticPod) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StaticPod) GetName() string {
@@ -759,7 +837,7 @@ type ListStaticPodsRequest struct {
 
 func (x *ListStaticPodsRequest) Reset() {
 	*x = ListStaticPodsRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +849,7 @@ func (x *ListStaticPodsRequest) String() string {
 func (*ListStaticPodsRequest) ProtoMessage() {}
 
 func (x *ListStaticPodsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +862,7 @@ func (x *ListStaticPodsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStaticPodsRequest.ProtoReflect.Descriptor instead.
 func (*ListStaticPodsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 type ListStaticPodsResponse struct {
@@ -797,7 +875,7 @@ type ListStaticPodsResponse struct {
 
 func (x *ListStaticPodsResponse) Reset() {
 	*x = ListStaticPodsResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +887,7 @@ func (x *ListStaticPodsResponse) String() string {
 func (*ListStaticPodsResponse) ProtoMessage() {}
 
 func (x *ListStaticPodsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +900,7 @@ func (x *ListStaticPodsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStaticPodsResponse.ProtoReflect.Descriptor instead.
 func (*ListStaticPodsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListStaticPodsResponse) GetPods() []*StaticPod {
@@ -846,7 +924,7 @@ type StopStaticPodsRequest struct {
 
 func (x *StopStaticPodsRequest) Reset() {
 	*x = StopStaticPodsRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +936,7 @@ func (x *StopStaticPodsRequest) String() string {
 func (*StopStaticPodsRequest) ProtoMessage() {}
 
 func (x *StopStaticPodsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +949,7 @@ func (x *StopStaticPodsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopStaticPodsRequest.ProtoReflect.Descriptor instead.
 func (*StopStaticPodsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StopStaticPodsRequest) GetHeader() *RequestHeader {
@@ -905,7 +983,7 @@ type StopStaticPodsResponse struct {
 
 func (x *StopStaticPodsResponse) Reset() {
 	*x = StopStaticPodsResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +995,7 @@ func (x *StopStaticPodsResponse) String() string {
 func (*StopStaticPodsResponse) ProtoMessage() {}
 
 func (x *StopStaticPodsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1008,7 @@ func (x *StopStaticPodsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopStaticPodsResponse.ProtoReflect.Descriptor instead.
 func (*StopStaticPodsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StopStaticPodsResponse) GetPods() []*StaticPod {
@@ -959,7 +1037,7 @@ type StartStaticPodsRequest struct {
 
 func (x *StartStaticPodsRequest) Reset() {
 	*x = StartStaticPodsRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1049,7 @@ func (x *StartStaticPodsRequest) String() string {
 func (*StartStaticPodsRequest) ProtoMessage() {}
 
 func (x *StartStaticPodsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1062,7 @@ func (x *StartStaticPodsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStaticPodsRequest.ProtoReflect.Descriptor instead.
 func (*StartStaticPodsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartStaticPodsRequest) GetHeader() *RequestHeader {
@@ -1025,7 +1103,7 @@ type StartStaticPodsResponse struct {
 
 func (x *StartStaticPodsResponse) Reset() {
 	*x = StartStaticPodsResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1115,7 @@ func (x *StartStaticPodsResponse) String() string {
 func (*StartStaticPodsResponse) ProtoMessage() {}
 
 func (x *StartStaticPodsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1128,7 @@ func (x *StartStaticPodsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartStaticPodsResponse.ProtoReflect.Descriptor instead.
 func (*StartStaticPodsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartStaticPodsResponse) GetPods() []*StaticPod {
@@ -1072,7 +1150,7 @@ type HoldStaticPodsRequest struct {
 
 func (x *HoldStaticPodsRequest) Reset() {
 	*x = HoldStaticPodsRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1162,7 @@ func (x *HoldStaticPodsRequest) String() string {
 func (*HoldStaticPodsRequest) ProtoMessage() {}
 
 func (x *HoldStaticPodsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1175,7 @@ func (x *HoldStaticPodsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldStaticPodsRequest.ProtoReflect.Descriptor instead.
 func (*HoldStaticPodsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HoldStaticPodsRequest) GetHeader() *RequestHeader {
@@ -1124,7 +1202,7 @@ type HoldStaticPodsResponse struct {
 
 func (x *HoldStaticPodsResponse) Reset() {
 	*x = HoldStaticPodsResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1214,7 @@ func (x *HoldStaticPodsResponse) String() string {
 func (*HoldStaticPodsResponse) ProtoMessage() {}
 
 func (x *HoldStaticPodsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1227,7 @@ func (x *HoldStaticPodsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldStaticPodsResponse.ProtoReflect.Descriptor instead.
 func (*HoldStaticPodsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HoldStaticPodsResponse) GetPods() []*StaticPod {
@@ -1167,7 +1245,7 @@ type GetEtcdStatusRequest struct {
 
 func (x *GetEtcdStatusRequest) Reset() {
 	*x = GetEtcdStatusRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1257,7 @@ func (x *GetEtcdStatusRequest) String() string {
 func (*GetEtcdStatusRequest) ProtoMessage() {}
 
 func (x *GetEtcdStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1270,7 @@ func (x *GetEtcdStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEtcdStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetEtcdStatusRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 // EtcdMember is one member of the etcd cluster.
@@ -1214,7 +1292,7 @@ type EtcdMember struct {
 
 func (x *EtcdMember) Reset() {
 	*x = EtcdMember{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1304,7 @@ func (x *EtcdMember) String() string {
 func (*EtcdMember) ProtoMessage() {}
 
 func (x *EtcdMember) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1317,7 @@ func (x *EtcdMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdMember.ProtoReflect.Descriptor instead.
 func (*EtcdMember) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EtcdMember) GetId() uint64 {
@@ -1308,7 +1386,7 @@ type GetEtcdStatusResponse struct {
 
 func (x *GetEtcdStatusResponse) Reset() {
 	*x = GetEtcdStatusResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1398,7 @@ func (x *GetEtcdStatusResponse) String() string {
 func (*GetEtcdStatusResponse) ProtoMessage() {}
 
 func (x *GetEtcdStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1411,7 @@ func (x *GetEtcdStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEtcdStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetEtcdStatusResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetEtcdStatusResponse) GetMemberId() uint64 {
@@ -1426,7 +1504,7 @@ type TakeSnapshotRequest struct {
 
 func (x *TakeSnapshotRequest) Reset() {
 	*x = TakeSnapshotRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1516,7 @@ func (x *TakeSnapshotRequest) String() string {
 func (*TakeSnapshotRequest) ProtoMessage() {}
 
 func (x *TakeSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1529,7 @@ func (x *TakeSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*TakeSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TakeSnapshotRequest) GetHeader() *RequestHeader {
@@ -1486,7 +1564,7 @@ type SnapshotTrailer struct {
 
 func (x *SnapshotTrailer) Reset() {
 	*x = SnapshotTrailer{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1576,7 @@ func (x *SnapshotTrailer) String() string {
 func (*SnapshotTrailer) ProtoMessage() {}
 
 func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1589,7 @@ func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
 func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SnapshotTrailer) GetSha256() string {
@@ -1555,7 +1633,7 @@ type TakeSnapshotResponse struct {
 
 func (x *TakeSnapshotResponse) Reset() {
 	*x = TakeSnapshotResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1645,7 @@ func (x *TakeSnapshotResponse) String() string {
 func (*TakeSnapshotResponse) ProtoMessage() {}
 
 func (x *TakeSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1658,7 @@ func (x *TakeSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*TakeSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TakeSnapshotResponse) GetMsg() isTakeSnapshotResponse_Msg {
@@ -1640,7 +1718,7 @@ type SnapshotUploadMetadata struct {
 
 func (x *SnapshotUploadMetadata) Reset() {
 	*x = SnapshotUploadMetadata{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1730,7 @@ func (x *SnapshotUploadMetadata) String() string {
 func (*SnapshotUploadMetadata) ProtoMessage() {}
 
 func (x *SnapshotUploadMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1743,7 @@ func (x *SnapshotUploadMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotUploadMetadata.ProtoReflect.Descriptor instead.
 func (*SnapshotUploadMetadata) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotUploadMetadata) GetHeader() *RequestHeader {
@@ -1696,7 +1774,7 @@ type UploadSnapshotRequest struct {
 
 func (x *UploadSnapshotRequest) Reset() {
 	*x = UploadSnapshotRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1786,7 @@ func (x *UploadSnapshotRequest) String() string {
 func (*UploadSnapshotRequest) ProtoMessage() {}
 
 func (x *UploadSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1799,7 @@ func (x *UploadSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*UploadSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UploadSnapshotRequest) GetMsg() isUploadSnapshotRequest_Msg {
@@ -1799,7 +1877,7 @@ type UploadSnapshotResponse struct {
 
 func (x *UploadSnapshotResponse) Reset() {
 	*x = UploadSnapshotResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1889,7 @@ func (x *UploadSnapshotResponse) String() string {
 func (*UploadSnapshotResponse) ProtoMessage() {}
 
 func (x *UploadSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1902,7 @@ func (x *UploadSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*UploadSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UploadSnapshotResponse) GetSnapshotId() string {
@@ -1869,7 +1947,7 @@ type EtcdMembership struct {
 
 func (x *EtcdMembership) Reset() {
 	*x = EtcdMembership{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +1959,7 @@ func (x *EtcdMembership) String() string {
 func (*EtcdMembership) ProtoMessage() {}
 
 func (x *EtcdMembership) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +1972,7 @@ func (x *EtcdMembership) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EtcdMembership.ProtoReflect.Descriptor instead.
 func (*EtcdMembership) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EtcdMembership) GetMemberName() string {
@@ -1956,7 +2034,7 @@ type RestoreSnapshotRequest struct {
 
 func (x *RestoreSnapshotRequest) Reset() {
 	*x = RestoreSnapshotRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2046,7 @@ func (x *RestoreSnapshotRequest) String() string {
 func (*RestoreSnapshotRequest) ProtoMessage() {}
 
 func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2059,7 @@ func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RestoreSnapshotRequest) GetHeader() *RequestHeader {
@@ -2041,7 +2119,7 @@ type RestoreSnapshotResponse struct {
 
 func (x *RestoreSnapshotResponse) Reset() {
 	*x = RestoreSnapshotResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2131,7 @@ func (x *RestoreSnapshotResponse) String() string {
 func (*RestoreSnapshotResponse) ProtoMessage() {}
 
 func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2144,7 @@ func (x *RestoreSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RestoreSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RestoreSnapshotResponse) GetDataDir() string {
@@ -2100,7 +2178,7 @@ type CommitRestoreRequest struct {
 
 func (x *CommitRestoreRequest) Reset() {
 	*x = CommitRestoreRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2190,7 @@ func (x *CommitRestoreRequest) String() string {
 func (*CommitRestoreRequest) ProtoMessage() {}
 
 func (x *CommitRestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2203,7 @@ func (x *CommitRestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRestoreRequest.ProtoReflect.Descriptor instead.
 func (*CommitRestoreRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CommitRestoreRequest) GetHeader() *RequestHeader {
@@ -2146,7 +2224,7 @@ type CommitRestoreResponse struct {
 
 func (x *CommitRestoreResponse) Reset() {
 	*x = CommitRestoreResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2236,7 @@ func (x *CommitRestoreResponse) String() string {
 func (*CommitRestoreResponse) ProtoMessage() {}
 
 func (x *CommitRestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2249,7 @@ func (x *CommitRestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRestoreResponse.ProtoReflect.Descriptor instead.
 func (*CommitRestoreResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CommitRestoreResponse) GetRemovedDataDir() string {
@@ -2193,7 +2271,7 @@ type AddEtcdMemberRequest struct {
 
 func (x *AddEtcdMemberRequest) Reset() {
 	*x = AddEtcdMemberRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2283,7 @@ func (x *AddEtcdMemberRequest) String() string {
 func (*AddEtcdMemberRequest) ProtoMessage() {}
 
 func (x *AddEtcdMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2296,7 @@ func (x *AddEtcdMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddEtcdMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddEtcdMemberRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AddEtcdMemberRequest) GetHeader() *RequestHeader {
@@ -2247,7 +2325,7 @@ type AddEtcdMemberResponse struct {
 
 func (x *AddEtcdMemberResponse) Reset() {
 	*x = AddEtcdMemberResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2337,7 @@ func (x *AddEtcdMemberResponse) String() string {
 func (*AddEtcdMemberResponse) ProtoMessage() {}
 
 func (x *AddEtcdMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2350,7 @@ func (x *AddEtcdMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddEtcdMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddEtcdMemberResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AddEtcdMemberResponse) GetMember() *EtcdMember {
@@ -2301,7 +2379,7 @@ type PromoteEtcdMemberRequest struct {
 
 func (x *PromoteEtcdMemberRequest) Reset() {
 	*x = PromoteEtcdMemberRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2391,7 @@ func (x *PromoteEtcdMemberRequest) String() string {
 func (*PromoteEtcdMemberRequest) ProtoMessage() {}
 
 func (x *PromoteEtcdMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2404,7 @@ func (x *PromoteEtcdMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteEtcdMemberRequest.ProtoReflect.Descriptor instead.
 func (*PromoteEtcdMemberRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PromoteEtcdMemberRequest) GetHeader() *RequestHeader {
@@ -2353,7 +2431,7 @@ type PromoteEtcdMemberResponse struct {
 
 func (x *PromoteEtcdMemberResponse) Reset() {
 	*x = PromoteEtcdMemberResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2443,7 @@ func (x *PromoteEtcdMemberResponse) String() string {
 func (*PromoteEtcdMemberResponse) ProtoMessage() {}
 
 func (x *PromoteEtcdMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2456,7 @@ func (x *PromoteEtcdMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteEtcdMemberResponse.ProtoReflect.Descriptor instead.
 func (*PromoteEtcdMemberResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PromoteEtcdMemberResponse) GetMembers() []*EtcdMember {
@@ -2400,7 +2478,7 @@ type RemoveEtcdMemberRequest struct {
 
 func (x *RemoveEtcdMemberRequest) Reset() {
 	*x = RemoveEtcdMemberRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2490,7 @@ func (x *RemoveEtcdMemberRequest) String() string {
 func (*RemoveEtcdMemberRequest) ProtoMessage() {}
 
 func (x *RemoveEtcdMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2503,7 @@ func (x *RemoveEtcdMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEtcdMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveEtcdMemberRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RemoveEtcdMemberRequest) GetHeader() *RequestHeader {
@@ -2452,7 +2530,7 @@ type RemoveEtcdMemberResponse struct {
 
 func (x *RemoveEtcdMemberResponse) Reset() {
 	*x = RemoveEtcdMemberResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[36]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2542,7 @@ func (x *RemoveEtcdMemberResponse) String() string {
 func (*RemoveEtcdMemberResponse) ProtoMessage() {}
 
 func (x *RemoveEtcdMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[36]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2555,7 @@ func (x *RemoveEtcdMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEtcdMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveEtcdMemberResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{36}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveEtcdMemberResponse) GetMembers() []*EtcdMember {
@@ -2499,7 +2577,7 @@ type MoveEtcdLeaderRequest struct {
 
 func (x *MoveEtcdLeaderRequest) Reset() {
 	*x = MoveEtcdLeaderRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[37]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2589,7 @@ func (x *MoveEtcdLeaderRequest) String() string {
 func (*MoveEtcdLeaderRequest) ProtoMessage() {}
 
 func (x *MoveEtcdLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[37]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2602,7 @@ func (x *MoveEtcdLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveEtcdLeaderRequest.ProtoReflect.Descriptor instead.
 func (*MoveEtcdLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MoveEtcdLeaderRequest) GetHeader() *RequestHeader {
@@ -2551,7 +2629,7 @@ type MoveEtcdLeaderResponse struct {
 
 func (x *MoveEtcdLeaderResponse) Reset() {
 	*x = MoveEtcdLeaderResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2641,7 @@ func (x *MoveEtcdLeaderResponse) String() string {
 func (*MoveEtcdLeaderResponse) ProtoMessage() {}
 
 func (x *MoveEtcdLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2654,7 @@ func (x *MoveEtcdLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveEtcdLeaderResponse.ProtoReflect.Descriptor instead.
 func (*MoveEtcdLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MoveEtcdLeaderResponse) GetLeaderId() uint64 {
@@ -2604,7 +2682,7 @@ type IssueNodeCertificatesRequest struct {
 
 func (x *IssueNodeCertificatesRequest) Reset() {
 	*x = IssueNodeCertificatesRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2694,7 @@ func (x *IssueNodeCertificatesRequest) String() string {
 func (*IssueNodeCertificatesRequest) ProtoMessage() {}
 
 func (x *IssueNodeCertificatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2707,7 @@ func (x *IssueNodeCertificatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificatesRequest.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificatesRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IssueNodeCertificatesRequest) GetHeader() *RequestHeader {
@@ -2679,7 +2757,7 @@ type IssuedCertificate struct {
 
 func (x *IssuedCertificate) Reset() {
 	*x = IssuedCertificate{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2769,7 @@ func (x *IssuedCertificate) String() string {
 func (*IssuedCertificate) ProtoMessage() {}
 
 func (x *IssuedCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2782,7 @@ func (x *IssuedCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuedCertificate.ProtoReflect.Descriptor instead.
 func (*IssuedCertificate) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *IssuedCertificate) GetPath() string {
@@ -2752,7 +2830,7 @@ type IssueNodeCertificatesResponse struct {
 
 func (x *IssueNodeCertificatesResponse) Reset() {
 	*x = IssueNodeCertificatesResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2842,7 @@ func (x *IssueNodeCertificatesResponse) String() string {
 func (*IssueNodeCertificatesResponse) ProtoMessage() {}
 
 func (x *IssueNodeCertificatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2855,7 @@ func (x *IssueNodeCertificatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueNodeCertificatesResponse.ProtoReflect.Descriptor instead.
 func (*IssueNodeCertificatesResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *IssueNodeCertificatesResponse) GetCertificates() []*IssuedCertificate {
@@ -2821,7 +2899,7 @@ type ReconfigureManifestsRequest struct {
 
 func (x *ReconfigureManifestsRequest) Reset() {
 	*x = ReconfigureManifestsRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +2911,7 @@ func (x *ReconfigureManifestsRequest) String() string {
 func (*ReconfigureManifestsRequest) ProtoMessage() {}
 
 func (x *ReconfigureManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +2924,7 @@ func (x *ReconfigureManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconfigureManifestsRequest.ProtoReflect.Descriptor instead.
 func (*ReconfigureManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReconfigureManifestsRequest) GetHeader() *RequestHeader {
@@ -2917,7 +2995,7 @@ type ReconfigureManifestsResponse struct {
 
 func (x *ReconfigureManifestsResponse) Reset() {
 	*x = ReconfigureManifestsResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3007,7 @@ func (x *ReconfigureManifestsResponse) String() string {
 func (*ReconfigureManifestsResponse) ProtoMessage() {}
 
 func (x *ReconfigureManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3020,7 @@ func (x *ReconfigureManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconfigureManifestsResponse.ProtoReflect.Descriptor instead.
 func (*ReconfigureManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{43}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReconfigureManifestsResponse) GetChangedFiles() []string {
@@ -2967,7 +3045,7 @@ type GetGateRequest struct {
 
 func (x *GetGateRequest) Reset() {
 	*x = GetGateRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[44]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3057,7 @@ func (x *GetGateRequest) String() string {
 func (*GetGateRequest) ProtoMessage() {}
 
 func (x *GetGateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[44]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3070,7 @@ func (x *GetGateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGateRequest.ProtoReflect.Descriptor instead.
 func (*GetGateRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{44}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{45}
 }
 
 type GetGateResponse struct {
@@ -3010,7 +3088,7 @@ type GetGateResponse struct {
 
 func (x *GetGateResponse) Reset() {
 	*x = GetGateResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[45]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3100,7 @@ func (x *GetGateResponse) String() string {
 func (*GetGateResponse) ProtoMessage() {}
 
 func (x *GetGateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[45]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3113,7 @@ func (x *GetGateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGateResponse.ProtoReflect.Descriptor instead.
 func (*GetGateResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{45}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetGateResponse) GetOpen() bool {
@@ -3071,7 +3149,7 @@ type SetGateRequest struct {
 
 func (x *SetGateRequest) Reset() {
 	*x = SetGateRequest{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[46]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3161,7 @@ func (x *SetGateRequest) String() string {
 func (*SetGateRequest) ProtoMessage() {}
 
 func (x *SetGateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[46]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3174,7 @@ func (x *SetGateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGateRequest.ProtoReflect.Descriptor instead.
 func (*SetGateRequest) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{46}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetGateRequest) GetHeader() *RequestHeader {
@@ -3125,7 +3203,7 @@ type SetGateResponse struct {
 
 func (x *SetGateResponse) Reset() {
 	*x = SetGateResponse{}
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[47]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3215,7 @@ func (x *SetGateResponse) String() string {
 func (*SetGateResponse) ProtoMessage() {}
 
 func (x *SetGateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_triad_agent_v1_agent_proto_msgTypes[47]
+	mi := &file_triad_agent_v1_agent_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3228,7 @@ func (x *SetGateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGateResponse.ProtoReflect.Descriptor instead.
 func (*SetGateResponse) Descriptor() ([]byte, []int) {
-	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{47}
+	return file_triad_agent_v1_agent_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SetGateResponse) GetOpen() bool {
@@ -3176,7 +3254,7 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\acluster\x18\x03 \x01(\tR\acluster\"\x10\n" +
-	"\x0eGetInfoRequest\"\xca\x02\n" +
+	"\x0eGetInfoRequest\"\x88\x03\n" +
 	"\x0fGetInfoResponse\x12\x18\n" +
 	"\acluster\x18\x01 \x01(\tR\acluster\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12#\n" +
@@ -3187,7 +3265,14 @@ const file_triad_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"parked_dir\x18\a \x01(\tR\tparkedDir\x12\"\n" +
 	"\retcd_data_dir\x18\b \x01(\tR\vetcdDataDir\x12#\n" +
-	"\rhighest_epoch\x18\t \x01(\x04R\fhighestEpoch\"\x12\n" +
+	"\rhighest_epoch\x18\t \x01(\x04R\fhighestEpoch\x12<\n" +
+	"\vkubeconfigs\x18\n" +
+	" \x03(\v2\x1a.triad.agent.v1.KubeconfigR\vkubeconfigs\"P\n" +
+	"\n" +
+	"Kubeconfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aservers\x18\x02 \x03(\tR\aservers\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x12\n" +
 	"\x10GetHealthRequest\"G\n" +
 	"\x11GetHealthResponse\x122\n" +
 	"\x06health\x18\x01 \x01(\v2\x1a.triad.agent.v1.NodeHealthR\x06health\"K\n" +
@@ -3422,147 +3507,149 @@ func file_triad_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_triad_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_triad_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_triad_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_triad_agent_v1_agent_proto_goTypes = []any{
 	(StaticPodState)(0),                   // 0: triad.agent.v1.StaticPodState
 	(*RequestHeader)(nil),                 // 1: triad.agent.v1.RequestHeader
 	(*GetInfoRequest)(nil),                // 2: triad.agent.v1.GetInfoRequest
 	(*GetInfoResponse)(nil),               // 3: triad.agent.v1.GetInfoResponse
-	(*GetHealthRequest)(nil),              // 4: triad.agent.v1.GetHealthRequest
-	(*GetHealthResponse)(nil),             // 5: triad.agent.v1.GetHealthResponse
-	(*WatchHealthRequest)(nil),            // 6: triad.agent.v1.WatchHealthRequest
-	(*WatchHealthResponse)(nil),           // 7: triad.agent.v1.WatchHealthResponse
-	(*NodeHealth)(nil),                    // 8: triad.agent.v1.NodeHealth
-	(*StaticPod)(nil),                     // 9: triad.agent.v1.StaticPod
-	(*ListStaticPodsRequest)(nil),         // 10: triad.agent.v1.ListStaticPodsRequest
-	(*ListStaticPodsResponse)(nil),        // 11: triad.agent.v1.ListStaticPodsResponse
-	(*StopStaticPodsRequest)(nil),         // 12: triad.agent.v1.StopStaticPodsRequest
-	(*StopStaticPodsResponse)(nil),        // 13: triad.agent.v1.StopStaticPodsResponse
-	(*StartStaticPodsRequest)(nil),        // 14: triad.agent.v1.StartStaticPodsRequest
-	(*StartStaticPodsResponse)(nil),       // 15: triad.agent.v1.StartStaticPodsResponse
-	(*HoldStaticPodsRequest)(nil),         // 16: triad.agent.v1.HoldStaticPodsRequest
-	(*HoldStaticPodsResponse)(nil),        // 17: triad.agent.v1.HoldStaticPodsResponse
-	(*GetEtcdStatusRequest)(nil),          // 18: triad.agent.v1.GetEtcdStatusRequest
-	(*EtcdMember)(nil),                    // 19: triad.agent.v1.EtcdMember
-	(*GetEtcdStatusResponse)(nil),         // 20: triad.agent.v1.GetEtcdStatusResponse
-	(*TakeSnapshotRequest)(nil),           // 21: triad.agent.v1.TakeSnapshotRequest
-	(*SnapshotTrailer)(nil),               // 22: triad.agent.v1.SnapshotTrailer
-	(*TakeSnapshotResponse)(nil),          // 23: triad.agent.v1.TakeSnapshotResponse
-	(*SnapshotUploadMetadata)(nil),        // 24: triad.agent.v1.SnapshotUploadMetadata
-	(*UploadSnapshotRequest)(nil),         // 25: triad.agent.v1.UploadSnapshotRequest
-	(*UploadSnapshotResponse)(nil),        // 26: triad.agent.v1.UploadSnapshotResponse
-	(*EtcdMembership)(nil),                // 27: triad.agent.v1.EtcdMembership
-	(*RestoreSnapshotRequest)(nil),        // 28: triad.agent.v1.RestoreSnapshotRequest
-	(*RestoreSnapshotResponse)(nil),       // 29: triad.agent.v1.RestoreSnapshotResponse
-	(*CommitRestoreRequest)(nil),          // 30: triad.agent.v1.CommitRestoreRequest
-	(*CommitRestoreResponse)(nil),         // 31: triad.agent.v1.CommitRestoreResponse
-	(*AddEtcdMemberRequest)(nil),          // 32: triad.agent.v1.AddEtcdMemberRequest
-	(*AddEtcdMemberResponse)(nil),         // 33: triad.agent.v1.AddEtcdMemberResponse
-	(*PromoteEtcdMemberRequest)(nil),      // 34: triad.agent.v1.PromoteEtcdMemberRequest
-	(*PromoteEtcdMemberResponse)(nil),     // 35: triad.agent.v1.PromoteEtcdMemberResponse
-	(*RemoveEtcdMemberRequest)(nil),       // 36: triad.agent.v1.RemoveEtcdMemberRequest
-	(*RemoveEtcdMemberResponse)(nil),      // 37: triad.agent.v1.RemoveEtcdMemberResponse
-	(*MoveEtcdLeaderRequest)(nil),         // 38: triad.agent.v1.MoveEtcdLeaderRequest
-	(*MoveEtcdLeaderResponse)(nil),        // 39: triad.agent.v1.MoveEtcdLeaderResponse
-	(*IssueNodeCertificatesRequest)(nil),  // 40: triad.agent.v1.IssueNodeCertificatesRequest
-	(*IssuedCertificate)(nil),             // 41: triad.agent.v1.IssuedCertificate
-	(*IssueNodeCertificatesResponse)(nil), // 42: triad.agent.v1.IssueNodeCertificatesResponse
-	(*ReconfigureManifestsRequest)(nil),   // 43: triad.agent.v1.ReconfigureManifestsRequest
-	(*ReconfigureManifestsResponse)(nil),  // 44: triad.agent.v1.ReconfigureManifestsResponse
-	(*GetGateRequest)(nil),                // 45: triad.agent.v1.GetGateRequest
-	(*GetGateResponse)(nil),               // 46: triad.agent.v1.GetGateResponse
-	(*SetGateRequest)(nil),                // 47: triad.agent.v1.SetGateRequest
-	(*SetGateResponse)(nil),               // 48: triad.agent.v1.SetGateResponse
-	(*durationpb.Duration)(nil),           // 49: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 50: google.protobuf.Timestamp
+	(*Kubeconfig)(nil),                    // 4: triad.agent.v1.Kubeconfig
+	(*GetHealthRequest)(nil),              // 5: triad.agent.v1.GetHealthRequest
+	(*GetHealthResponse)(nil),             // 6: triad.agent.v1.GetHealthResponse
+	(*WatchHealthRequest)(nil),            // 7: triad.agent.v1.WatchHealthRequest
+	(*WatchHealthResponse)(nil),           // 8: triad.agent.v1.WatchHealthResponse
+	(*NodeHealth)(nil),                    // 9: triad.agent.v1.NodeHealth
+	(*StaticPod)(nil),                     // 10: triad.agent.v1.StaticPod
+	(*ListStaticPodsRequest)(nil),         // 11: triad.agent.v1.ListStaticPodsRequest
+	(*ListStaticPodsResponse)(nil),        // 12: triad.agent.v1.ListStaticPodsResponse
+	(*StopStaticPodsRequest)(nil),         // 13: triad.agent.v1.StopStaticPodsRequest
+	(*StopStaticPodsResponse)(nil),        // 14: triad.agent.v1.StopStaticPodsResponse
+	(*StartStaticPodsRequest)(nil),        // 15: triad.agent.v1.StartStaticPodsRequest
+	(*StartStaticPodsResponse)(nil),       // 16: triad.agent.v1.StartStaticPodsResponse
+	(*HoldStaticPodsRequest)(nil),         // 17: triad.agent.v1.HoldStaticPodsRequest
+	(*HoldStaticPodsResponse)(nil),        // 18: triad.agent.v1.HoldStaticPodsResponse
+	(*GetEtcdStatusRequest)(nil),          // 19: triad.agent.v1.GetEtcdStatusRequest
+	(*EtcdMember)(nil),                    // 20: triad.agent.v1.EtcdMember
+	(*GetEtcdStatusResponse)(nil),         // 21: triad.agent.v1.GetEtcdStatusResponse
+	(*TakeSnapshotRequest)(nil),           // 22: triad.agent.v1.TakeSnapshotRequest
+	(*SnapshotTrailer)(nil),               // 23: triad.agent.v1.SnapshotTrailer
+	(*TakeSnapshotResponse)(nil),          // 24: triad.agent.v1.TakeSnapshotResponse
+	(*SnapshotUploadMetadata)(nil),        // 25: triad.agent.v1.SnapshotUploadMetadata
+	(*UploadSnapshotRequest)(nil),         // 26: triad.agent.v1.UploadSnapshotRequest
+	(*UploadSnapshotResponse)(nil),        // 27: triad.agent.v1.UploadSnapshotResponse
+	(*EtcdMembership)(nil),                // 28: triad.agent.v1.EtcdMembership
+	(*RestoreSnapshotRequest)(nil),        // 29: triad.agent.v1.RestoreSnapshotRequest
+	(*RestoreSnapshotResponse)(nil),       // 30: triad.agent.v1.RestoreSnapshotResponse
+	(*CommitRestoreRequest)(nil),          // 31: triad.agent.v1.CommitRestoreRequest
+	(*CommitRestoreResponse)(nil),         // 32: triad.agent.v1.CommitRestoreResponse
+	(*AddEtcdMemberRequest)(nil),          // 33: triad.agent.v1.AddEtcdMemberRequest
+	(*AddEtcdMemberResponse)(nil),         // 34: triad.agent.v1.AddEtcdMemberResponse
+	(*PromoteEtcdMemberRequest)(nil),      // 35: triad.agent.v1.PromoteEtcdMemberRequest
+	(*PromoteEtcdMemberResponse)(nil),     // 36: triad.agent.v1.PromoteEtcdMemberResponse
+	(*RemoveEtcdMemberRequest)(nil),       // 37: triad.agent.v1.RemoveEtcdMemberRequest
+	(*RemoveEtcdMemberResponse)(nil),      // 38: triad.agent.v1.RemoveEtcdMemberResponse
+	(*MoveEtcdLeaderRequest)(nil),         // 39: triad.agent.v1.MoveEtcdLeaderRequest
+	(*MoveEtcdLeaderResponse)(nil),        // 40: triad.agent.v1.MoveEtcdLeaderResponse
+	(*IssueNodeCertificatesRequest)(nil),  // 41: triad.agent.v1.IssueNodeCertificatesRequest
+	(*IssuedCertificate)(nil),             // 42: triad.agent.v1.IssuedCertificate
+	(*IssueNodeCertificatesResponse)(nil), // 43: triad.agent.v1.IssueNodeCertificatesResponse
+	(*ReconfigureManifestsRequest)(nil),   // 44: triad.agent.v1.ReconfigureManifestsRequest
+	(*ReconfigureManifestsResponse)(nil),  // 45: triad.agent.v1.ReconfigureManifestsResponse
+	(*GetGateRequest)(nil),                // 46: triad.agent.v1.GetGateRequest
+	(*GetGateResponse)(nil),               // 47: triad.agent.v1.GetGateResponse
+	(*SetGateRequest)(nil),                // 48: triad.agent.v1.SetGateRequest
+	(*SetGateResponse)(nil),               // 49: triad.agent.v1.SetGateResponse
+	(*durationpb.Duration)(nil),           // 50: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 51: google.protobuf.Timestamp
 }
 var file_triad_agent_v1_agent_proto_depIdxs = []int32{
-	8,  // 0: triad.agent.v1.GetHealthResponse.health:type_name -> triad.agent.v1.NodeHealth
-	49, // 1: triad.agent.v1.WatchHealthRequest.interval:type_name -> google.protobuf.Duration
-	8,  // 2: triad.agent.v1.WatchHealthResponse.health:type_name -> triad.agent.v1.NodeHealth
-	50, // 3: triad.agent.v1.NodeHealth.observed_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: triad.agent.v1.NodeHealth.static_pods:type_name -> triad.agent.v1.StaticPod
-	19, // 5: triad.agent.v1.NodeHealth.etcd_members:type_name -> triad.agent.v1.EtcdMember
-	0,  // 6: triad.agent.v1.StaticPod.state:type_name -> triad.agent.v1.StaticPodState
-	9,  // 7: triad.agent.v1.ListStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	1,  // 8: triad.agent.v1.StopStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	49, // 9: triad.agent.v1.StopStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 10: triad.agent.v1.StopStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	1,  // 11: triad.agent.v1.StartStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	49, // 12: triad.agent.v1.StartStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
-	9,  // 13: triad.agent.v1.StartStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	1,  // 14: triad.agent.v1.HoldStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	9,  // 15: triad.agent.v1.HoldStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
-	19, // 16: triad.agent.v1.GetEtcdStatusResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 17: triad.agent.v1.TakeSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
-	22, // 18: triad.agent.v1.TakeSnapshotResponse.trailer:type_name -> triad.agent.v1.SnapshotTrailer
-	1,  // 19: triad.agent.v1.SnapshotUploadMetadata.header:type_name -> triad.agent.v1.RequestHeader
-	24, // 20: triad.agent.v1.UploadSnapshotRequest.metadata:type_name -> triad.agent.v1.SnapshotUploadMetadata
-	22, // 21: triad.agent.v1.UploadSnapshotRequest.trailer:type_name -> triad.agent.v1.SnapshotTrailer
-	1,  // 22: triad.agent.v1.RestoreSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
-	27, // 23: triad.agent.v1.RestoreSnapshotRequest.membership:type_name -> triad.agent.v1.EtcdMembership
-	1,  // 24: triad.agent.v1.CommitRestoreRequest.header:type_name -> triad.agent.v1.RequestHeader
-	1,  // 25: triad.agent.v1.AddEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
-	19, // 26: triad.agent.v1.AddEtcdMemberResponse.member:type_name -> triad.agent.v1.EtcdMember
-	19, // 27: triad.agent.v1.AddEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 28: triad.agent.v1.PromoteEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
-	19, // 29: triad.agent.v1.PromoteEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 30: triad.agent.v1.RemoveEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
-	19, // 31: triad.agent.v1.RemoveEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
-	1,  // 32: triad.agent.v1.MoveEtcdLeaderRequest.header:type_name -> triad.agent.v1.RequestHeader
-	1,  // 33: triad.agent.v1.IssueNodeCertificatesRequest.header:type_name -> triad.agent.v1.RequestHeader
-	50, // 34: triad.agent.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
-	41, // 35: triad.agent.v1.IssueNodeCertificatesResponse.certificates:type_name -> triad.agent.v1.IssuedCertificate
-	1,  // 36: triad.agent.v1.ReconfigureManifestsRequest.header:type_name -> triad.agent.v1.RequestHeader
-	27, // 37: triad.agent.v1.ReconfigureManifestsRequest.membership:type_name -> triad.agent.v1.EtcdMembership
-	49, // 38: triad.agent.v1.ReconfigureManifestsRequest.apiserver_shutdown_delay:type_name -> google.protobuf.Duration
-	50, // 39: triad.agent.v1.GetGateResponse.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 40: triad.agent.v1.SetGateRequest.header:type_name -> triad.agent.v1.RequestHeader
-	2,  // 41: triad.agent.v1.AgentService.GetInfo:input_type -> triad.agent.v1.GetInfoRequest
-	4,  // 42: triad.agent.v1.AgentService.GetHealth:input_type -> triad.agent.v1.GetHealthRequest
-	6,  // 43: triad.agent.v1.AgentService.WatchHealth:input_type -> triad.agent.v1.WatchHealthRequest
-	10, // 44: triad.agent.v1.AgentService.ListStaticPods:input_type -> triad.agent.v1.ListStaticPodsRequest
-	12, // 45: triad.agent.v1.AgentService.StopStaticPods:input_type -> triad.agent.v1.StopStaticPodsRequest
-	14, // 46: triad.agent.v1.AgentService.StartStaticPods:input_type -> triad.agent.v1.StartStaticPodsRequest
-	16, // 47: triad.agent.v1.AgentService.HoldStaticPods:input_type -> triad.agent.v1.HoldStaticPodsRequest
-	18, // 48: triad.agent.v1.AgentService.GetEtcdStatus:input_type -> triad.agent.v1.GetEtcdStatusRequest
-	21, // 49: triad.agent.v1.AgentService.TakeSnapshot:input_type -> triad.agent.v1.TakeSnapshotRequest
-	25, // 50: triad.agent.v1.AgentService.UploadSnapshot:input_type -> triad.agent.v1.UploadSnapshotRequest
-	28, // 51: triad.agent.v1.AgentService.RestoreSnapshot:input_type -> triad.agent.v1.RestoreSnapshotRequest
-	30, // 52: triad.agent.v1.AgentService.CommitRestore:input_type -> triad.agent.v1.CommitRestoreRequest
-	32, // 53: triad.agent.v1.AgentService.AddEtcdMember:input_type -> triad.agent.v1.AddEtcdMemberRequest
-	34, // 54: triad.agent.v1.AgentService.PromoteEtcdMember:input_type -> triad.agent.v1.PromoteEtcdMemberRequest
-	36, // 55: triad.agent.v1.AgentService.RemoveEtcdMember:input_type -> triad.agent.v1.RemoveEtcdMemberRequest
-	38, // 56: triad.agent.v1.AgentService.MoveEtcdLeader:input_type -> triad.agent.v1.MoveEtcdLeaderRequest
-	40, // 57: triad.agent.v1.AgentService.IssueNodeCertificates:input_type -> triad.agent.v1.IssueNodeCertificatesRequest
-	43, // 58: triad.agent.v1.AgentService.ReconfigureManifests:input_type -> triad.agent.v1.ReconfigureManifestsRequest
-	45, // 59: triad.agent.v1.AgentService.GetGate:input_type -> triad.agent.v1.GetGateRequest
-	47, // 60: triad.agent.v1.AgentService.SetGate:input_type -> triad.agent.v1.SetGateRequest
-	3,  // 61: triad.agent.v1.AgentService.GetInfo:output_type -> triad.agent.v1.GetInfoResponse
-	5,  // 62: triad.agent.v1.AgentService.GetHealth:output_type -> triad.agent.v1.GetHealthResponse
-	7,  // 63: triad.agent.v1.AgentService.WatchHealth:output_type -> triad.agent.v1.WatchHealthResponse
-	11, // 64: triad.agent.v1.AgentService.ListStaticPods:output_type -> triad.agent.v1.ListStaticPodsResponse
-	13, // 65: triad.agent.v1.AgentService.StopStaticPods:output_type -> triad.agent.v1.StopStaticPodsResponse
-	15, // 66: triad.agent.v1.AgentService.StartStaticPods:output_type -> triad.agent.v1.StartStaticPodsResponse
-	17, // 67: triad.agent.v1.AgentService.HoldStaticPods:output_type -> triad.agent.v1.HoldStaticPodsResponse
-	20, // 68: triad.agent.v1.AgentService.GetEtcdStatus:output_type -> triad.agent.v1.GetEtcdStatusResponse
-	23, // 69: triad.agent.v1.AgentService.TakeSnapshot:output_type -> triad.agent.v1.TakeSnapshotResponse
-	26, // 70: triad.agent.v1.AgentService.UploadSnapshot:output_type -> triad.agent.v1.UploadSnapshotResponse
-	29, // 71: triad.agent.v1.AgentService.RestoreSnapshot:output_type -> triad.agent.v1.RestoreSnapshotResponse
-	31, // 72: triad.agent.v1.AgentService.CommitRestore:output_type -> triad.agent.v1.CommitRestoreResponse
-	33, // 73: triad.agent.v1.AgentService.AddEtcdMember:output_type -> triad.agent.v1.AddEtcdMemberResponse
-	35, // 74: triad.agent.v1.AgentService.PromoteEtcdMember:output_type -> triad.agent.v1.PromoteEtcdMemberResponse
-	37, // 75: triad.agent.v1.AgentService.RemoveEtcdMember:output_type -> triad.agent.v1.RemoveEtcdMemberResponse
-	39, // 76: triad.agent.v1.AgentService.MoveEtcdLeader:output_type -> triad.agent.v1.MoveEtcdLeaderResponse
-	42, // 77: triad.agent.v1.AgentService.IssueNodeCertificates:output_type -> triad.agent.v1.IssueNodeCertificatesResponse
-	44, // 78: triad.agent.v1.AgentService.ReconfigureManifests:output_type -> triad.agent.v1.ReconfigureManifestsResponse
-	46, // 79: triad.agent.v1.AgentService.GetGate:output_type -> triad.agent.v1.GetGateResponse
-	48, // 80: triad.agent.v1.AgentService.SetGate:output_type -> triad.agent.v1.SetGateResponse
-	61, // [61:81] is the sub-list for method output_type
-	41, // [41:61] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	4,  // 0: triad.agent.v1.GetInfoResponse.kubeconfigs:type_name -> triad.agent.v1.Kubeconfig
+	9,  // 1: triad.agent.v1.GetHealthResponse.health:type_name -> triad.agent.v1.NodeHealth
+	50, // 2: triad.agent.v1.WatchHealthRequest.interval:type_name -> google.protobuf.Duration
+	9,  // 3: triad.agent.v1.WatchHealthResponse.health:type_name -> triad.agent.v1.NodeHealth
+	51, // 4: triad.agent.v1.NodeHealth.observed_at:type_name -> google.protobuf.Timestamp
+	10, // 5: triad.agent.v1.NodeHealth.static_pods:type_name -> triad.agent.v1.StaticPod
+	20, // 6: triad.agent.v1.NodeHealth.etcd_members:type_name -> triad.agent.v1.EtcdMember
+	0,  // 7: triad.agent.v1.StaticPod.state:type_name -> triad.agent.v1.StaticPodState
+	10, // 8: triad.agent.v1.ListStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	1,  // 9: triad.agent.v1.StopStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	50, // 10: triad.agent.v1.StopStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
+	10, // 11: triad.agent.v1.StopStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	1,  // 12: triad.agent.v1.StartStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	50, // 13: triad.agent.v1.StartStaticPodsRequest.timeout:type_name -> google.protobuf.Duration
+	10, // 14: triad.agent.v1.StartStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	1,  // 15: triad.agent.v1.HoldStaticPodsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	10, // 16: triad.agent.v1.HoldStaticPodsResponse.pods:type_name -> triad.agent.v1.StaticPod
+	20, // 17: triad.agent.v1.GetEtcdStatusResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 18: triad.agent.v1.TakeSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
+	23, // 19: triad.agent.v1.TakeSnapshotResponse.trailer:type_name -> triad.agent.v1.SnapshotTrailer
+	1,  // 20: triad.agent.v1.SnapshotUploadMetadata.header:type_name -> triad.agent.v1.RequestHeader
+	25, // 21: triad.agent.v1.UploadSnapshotRequest.metadata:type_name -> triad.agent.v1.SnapshotUploadMetadata
+	23, // 22: triad.agent.v1.UploadSnapshotRequest.trailer:type_name -> triad.agent.v1.SnapshotTrailer
+	1,  // 23: triad.agent.v1.RestoreSnapshotRequest.header:type_name -> triad.agent.v1.RequestHeader
+	28, // 24: triad.agent.v1.RestoreSnapshotRequest.membership:type_name -> triad.agent.v1.EtcdMembership
+	1,  // 25: triad.agent.v1.CommitRestoreRequest.header:type_name -> triad.agent.v1.RequestHeader
+	1,  // 26: triad.agent.v1.AddEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
+	20, // 27: triad.agent.v1.AddEtcdMemberResponse.member:type_name -> triad.agent.v1.EtcdMember
+	20, // 28: triad.agent.v1.AddEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 29: triad.agent.v1.PromoteEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
+	20, // 30: triad.agent.v1.PromoteEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 31: triad.agent.v1.RemoveEtcdMemberRequest.header:type_name -> triad.agent.v1.RequestHeader
+	20, // 32: triad.agent.v1.RemoveEtcdMemberResponse.members:type_name -> triad.agent.v1.EtcdMember
+	1,  // 33: triad.agent.v1.MoveEtcdLeaderRequest.header:type_name -> triad.agent.v1.RequestHeader
+	1,  // 34: triad.agent.v1.IssueNodeCertificatesRequest.header:type_name -> triad.agent.v1.RequestHeader
+	51, // 35: triad.agent.v1.IssuedCertificate.not_after:type_name -> google.protobuf.Timestamp
+	42, // 36: triad.agent.v1.IssueNodeCertificatesResponse.certificates:type_name -> triad.agent.v1.IssuedCertificate
+	1,  // 37: triad.agent.v1.ReconfigureManifestsRequest.header:type_name -> triad.agent.v1.RequestHeader
+	28, // 38: triad.agent.v1.ReconfigureManifestsRequest.membership:type_name -> triad.agent.v1.EtcdMembership
+	50, // 39: triad.agent.v1.ReconfigureManifestsRequest.apiserver_shutdown_delay:type_name -> google.protobuf.Duration
+	51, // 40: triad.agent.v1.GetGateResponse.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 41: triad.agent.v1.SetGateRequest.header:type_name -> triad.agent.v1.RequestHeader
+	2,  // 42: triad.agent.v1.AgentService.GetInfo:input_type -> triad.agent.v1.GetInfoRequest
+	5,  // 43: triad.agent.v1.AgentService.GetHealth:input_type -> triad.agent.v1.GetHealthRequest
+	7,  // 44: triad.agent.v1.AgentService.WatchHealth:input_type -> triad.agent.v1.WatchHealthRequest
+	11, // 45: triad.agent.v1.AgentService.ListStaticPods:input_type -> triad.agent.v1.ListStaticPodsRequest
+	13, // 46: triad.agent.v1.AgentService.StopStaticPods:input_type -> triad.agent.v1.StopStaticPodsRequest
+	15, // 47: triad.agent.v1.AgentService.StartStaticPods:input_type -> triad.agent.v1.StartStaticPodsRequest
+	17, // 48: triad.agent.v1.AgentService.HoldStaticPods:input_type -> triad.agent.v1.HoldStaticPodsRequest
+	19, // 49: triad.agent.v1.AgentService.GetEtcdStatus:input_type -> triad.agent.v1.GetEtcdStatusRequest
+	22, // 50: triad.agent.v1.AgentService.TakeSnapshot:input_type -> triad.agent.v1.TakeSnapshotRequest
+	26, // 51: triad.agent.v1.AgentService.UploadSnapshot:input_type -> triad.agent.v1.UploadSnapshotRequest
+	29, // 52: triad.agent.v1.AgentService.RestoreSnapshot:input_type -> triad.agent.v1.RestoreSnapshotRequest
+	31, // 53: triad.agent.v1.AgentService.CommitRestore:input_type -> triad.agent.v1.CommitRestoreRequest
+	33, // 54: triad.agent.v1.AgentService.AddEtcdMember:input_type -> triad.agent.v1.AddEtcdMemberRequest
+	35, // 55: triad.agent.v1.AgentService.PromoteEtcdMember:input_type -> triad.agent.v1.PromoteEtcdMemberRequest
+	37, // 56: triad.agent.v1.AgentService.RemoveEtcdMember:input_type -> triad.agent.v1.RemoveEtcdMemberRequest
+	39, // 57: triad.agent.v1.AgentService.MoveEtcdLeader:input_type -> triad.agent.v1.MoveEtcdLeaderRequest
+	41, // 58: triad.agent.v1.AgentService.IssueNodeCertificates:input_type -> triad.agent.v1.IssueNodeCertificatesRequest
+	44, // 59: triad.agent.v1.AgentService.ReconfigureManifests:input_type -> triad.agent.v1.ReconfigureManifestsRequest
+	46, // 60: triad.agent.v1.AgentService.GetGate:input_type -> triad.agent.v1.GetGateRequest
+	48, // 61: triad.agent.v1.AgentService.SetGate:input_type -> triad.agent.v1.SetGateRequest
+	3,  // 62: triad.agent.v1.AgentService.GetInfo:output_type -> triad.agent.v1.GetInfoResponse
+	6,  // 63: triad.agent.v1.AgentService.GetHealth:output_type -> triad.agent.v1.GetHealthResponse
+	8,  // 64: triad.agent.v1.AgentService.WatchHealth:output_type -> triad.agent.v1.WatchHealthResponse
+	12, // 65: triad.agent.v1.AgentService.ListStaticPods:output_type -> triad.agent.v1.ListStaticPodsResponse
+	14, // 66: triad.agent.v1.AgentService.StopStaticPods:output_type -> triad.agent.v1.StopStaticPodsResponse
+	16, // 67: triad.agent.v1.AgentService.StartStaticPods:output_type -> triad.agent.v1.StartStaticPodsResponse
+	18, // 68: triad.agent.v1.AgentService.HoldStaticPods:output_type -> triad.agent.v1.HoldStaticPodsResponse
+	21, // 69: triad.agent.v1.AgentService.GetEtcdStatus:output_type -> triad.agent.v1.GetEtcdStatusResponse
+	24, // 70: triad.agent.v1.AgentService.TakeSnapshot:output_type -> triad.agent.v1.TakeSnapshotResponse
+	27, // 71: triad.agent.v1.AgentService.UploadSnapshot:output_type -> triad.agent.v1.UploadSnapshotResponse
+	30, // 72: triad.agent.v1.AgentService.RestoreSnapshot:output_type -> triad.agent.v1.RestoreSnapshotResponse
+	32, // 73: triad.agent.v1.AgentService.CommitRestore:output_type -> triad.agent.v1.CommitRestoreResponse
+	34, // 74: triad.agent.v1.AgentService.AddEtcdMember:output_type -> triad.agent.v1.AddEtcdMemberResponse
+	36, // 75: triad.agent.v1.AgentService.PromoteEtcdMember:output_type -> triad.agent.v1.PromoteEtcdMemberResponse
+	38, // 76: triad.agent.v1.AgentService.RemoveEtcdMember:output_type -> triad.agent.v1.RemoveEtcdMemberResponse
+	40, // 77: triad.agent.v1.AgentService.MoveEtcdLeader:output_type -> triad.agent.v1.MoveEtcdLeaderResponse
+	43, // 78: triad.agent.v1.AgentService.IssueNodeCertificates:output_type -> triad.agent.v1.IssueNodeCertificatesResponse
+	45, // 79: triad.agent.v1.AgentService.ReconfigureManifests:output_type -> triad.agent.v1.ReconfigureManifestsResponse
+	47, // 80: triad.agent.v1.AgentService.GetGate:output_type -> triad.agent.v1.GetGateResponse
+	49, // 81: triad.agent.v1.AgentService.SetGate:output_type -> triad.agent.v1.SetGateResponse
+	62, // [62:82] is the sub-list for method output_type
+	42, // [42:62] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_triad_agent_v1_agent_proto_init() }
@@ -3570,11 +3657,11 @@ func file_triad_agent_v1_agent_proto_init() {
 	if File_triad_agent_v1_agent_proto != nil {
 		return
 	}
-	file_triad_agent_v1_agent_proto_msgTypes[22].OneofWrappers = []any{
+	file_triad_agent_v1_agent_proto_msgTypes[23].OneofWrappers = []any{
 		(*TakeSnapshotResponse_Data)(nil),
 		(*TakeSnapshotResponse_Trailer)(nil),
 	}
-	file_triad_agent_v1_agent_proto_msgTypes[24].OneofWrappers = []any{
+	file_triad_agent_v1_agent_proto_msgTypes[25].OneofWrappers = []any{
 		(*UploadSnapshotRequest_Metadata)(nil),
 		(*UploadSnapshotRequest_Data)(nil),
 		(*UploadSnapshotRequest_Trailer)(nil),
@@ -3585,7 +3672,7 @@ func file_triad_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_triad_agent_v1_agent_proto_rawDesc), len(file_triad_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
