@@ -92,8 +92,14 @@ unit: $(CRICTL) k8s-binaries ## Unit tests (race detector on; the local cloud's 
 	TRIAD_CRICTL=$(CRICTL) TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -race -count=1 $(GOTESTFLAGS) ./...
 
 .PHONY: e2e
+# Where a failed e2e test keeps the local cloud's logs, and where the whole
+# e2e output goes (the console shows a line per test and, last, the tail of
+# each failed test's output: CI keeps only a log's head and tail).
+E2E_ARTIFACTS ?= $(or $(TRIAD_E2E_ARTIFACTS),/tmp/triad-e2e-artifacts)
+
 e2e: k8s-binaries ## End-to-end tests: real binaries (triad, etcd, kube-apiserver, ...) on loopback.
-	TRIAD_K8S_BIN=$(K8S_BIN) $(GO) test -tags e2e -count=1 -timeout 45m $(GOTESTFLAGS) ./e2e/...
+	TRIAD_K8S_BIN=$(K8S_BIN) TRIAD_E2E_ARTIFACTS=$(E2E_ARTIFACTS) $(GO) test -json -tags e2e -count=1 -timeout 45m $(GOTESTFLAGS) ./e2e/... 2>&1 \
+		| $(GO) run ./hack/testsummary -log $(E2E_ARTIFACTS)/e2e-$$(date -u +%Y%m%d-%H%M%S).log
 
 .PHONY: conformance-aws
 conformance-aws: ## Conformance suite against a real AWS account (costs money; TRIAD_AWS_CONFORMANCE=fixture.json, cloudplugins/aws/CONFORMANCE.md).
