@@ -21,7 +21,7 @@ import (
 
 	"github.com/triad-k8s/triad/agent/manifests"
 	"github.com/triad-k8s/triad/cloudplugins/local/localcluster"
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 )
 
 // checkKubeadm: kubeadm keeps working after triad changed the control
@@ -31,7 +31,7 @@ import (
 // joins with 'kubeadm join' — a bootstrap token made on a control-plane
 // node, discovery and TLS bootstrap through the original address, now the
 // load balancers' — and its Node becomes Ready.
-func (c *cluster) checkKubeadm(t *testing.T, nodes []migrate.Node, worker string) {
+func (c *cluster) checkKubeadm(t *testing.T, nodes []controlplane.Node, worker string) {
 	t.Helper()
 	k8sBin := needK8s(t)
 	kubeadm := filepath.Join(k8sBin, "kubeadm")
@@ -93,7 +93,7 @@ func (c *cluster) checkKubeadm(t *testing.T, nodes []migrate.Node, worker string
 // a kube-apiserver that answers /readyz now (asked from the host, which
 // reaches every address on the bridge); controller-manager.conf and
 // scheduler.conf name the node's own.
-func (c *cluster) checkKubeconfigsLive(t *testing.T, nodes []migrate.Node) {
+func (c *cluster) checkKubeconfigsLive(t *testing.T, nodes []controlplane.Node) {
 	t.Helper()
 	for _, n := range nodes {
 		for _, name := range manifests.KubeadmKubeconfigs {

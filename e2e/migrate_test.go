@@ -34,6 +34,7 @@ import (
 	"github.com/triad-k8s/triad/coordinator/agentclient"
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/failpoint"
 	"github.com/triad-k8s/triad/coordinator/loadclient"
@@ -357,7 +358,7 @@ func (c *cluster) assertRolledBack(t *testing.T, opID string) {
 	t.Helper()
 	ctx := context.Background()
 	p := c.plugin(t)
-	labels := map[string]string{migrate.LabelOperation: opID}
+	labels := map[string]string{controlplane.LabelOperation: opID}
 	if vms, err := p.ListInstances(ctx, labels); err != nil || len(vms) != 0 {
 		t.Errorf("instances left: %v %v", vms, err)
 	}

@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/triad-k8s/triad/coordinator/availability"
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/status"
 )
 
@@ -42,7 +42,7 @@ func (c *cluster) inVM(t *testing.T, id string, argv ...string) (string, error) 
 // a machine id none of the others (or the original) has, a kubelet client
 // certificate for system:node:<its name> with a serial of its own — and
 // its Node is Ready with kubeadm's control-plane label and taint.
-func (c *cluster) checkOwnIdentities(t *testing.T, original string, nodes []migrate.Node) {
+func (c *cluster) checkOwnIdentities(t *testing.T, original string, nodes []controlplane.Node) {
 	t.Helper()
 	machineIDs := map[string]string{c.cloud.MachineID(original): "the original"}
 	serials := map[string]string{}
@@ -131,7 +131,7 @@ func (c *cluster) waitHealthy(t *testing.T, what string, d time.Duration) {
 // would: 'triad monitor'), then stops all three and starts them again. The
 // cluster must come back by itself each time, with no availability window
 // at 0 during the rolling reboot, and no acknowledged write lost.
-func (c *cluster) survivesRestarts(t *testing.T, nodes []migrate.Node) {
+func (c *cluster) survivesRestarts(t *testing.T, nodes []controlplane.Node) {
 	t.Helper()
 	l := c.startLoad(t)
 	for _, n := range nodes {

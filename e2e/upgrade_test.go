@@ -23,8 +23,8 @@ import (
 	"github.com/triad-k8s/triad/coordinator/agentclient"
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
-	"github.com/triad-k8s/triad/coordinator/migrate"
 	"github.com/triad-k8s/triad/coordinator/pki"
 	"github.com/triad-k8s/triad/coordinator/status"
 	"github.com/triad-k8s/triad/coordinator/upgrade"
@@ -83,7 +83,7 @@ func (c *cluster) watchQuorum(t *testing.T) *quorumWatch {
 			}
 		}()
 		for ctx.Err() == nil {
-			insts, err := c.cloud.ListInstances(ctx, map[string]string{migrate.LabelCluster: c.name})
+			insts, err := c.cloud.ListInstances(ctx, map[string]string{controlplane.LabelCluster: c.name})
 			healthy := false
 			for _, in := range insts {
 				if err != nil || in.State != sdk.InstanceRunning || in.PrivateIP == "" {
@@ -146,7 +146,7 @@ func (c *cluster) checkHealthy(t *testing.T) status.Cluster {
 // imageOf is the cloud image of each running control-plane VM, by name.
 func (c *cluster) imagesByName(t *testing.T) map[string]string {
 	t.Helper()
-	insts, err := c.cloud.ListInstances(context.Background(), map[string]string{migrate.LabelCluster: c.name})
+	insts, err := c.cloud.ListInstances(context.Background(), map[string]string{controlplane.LabelCluster: c.name})
 	must(t, err)
 	out := map[string]string{}
 	for _, in := range insts {
@@ -362,14 +362,14 @@ func TestUpgrade(t *testing.T) {
 }
 
 // servingNodes are the running control-plane VMs of the cluster.
-func (c *cluster) servingNodes(t *testing.T) []migrate.Node {
+func (c *cluster) servingNodes(t *testing.T) []controlplane.Node {
 	t.Helper()
-	insts, err := c.cloud.ListInstances(context.Background(), map[string]string{migrate.LabelCluster: c.name})
+	insts, err := c.cloud.ListInstances(context.Background(), map[string]string{controlplane.LabelCluster: c.name})
 	must(t, err)
-	var out []migrate.Node
+	var out []controlplane.Node
 	for _, in := range insts {
 		if in.State == sdk.InstanceRunning && in.ID != c.instance {
-			out = append(out, migrate.Node{InstanceID: in.ID, Name: in.Name, Zone: in.Zone, PrivateIP: in.PrivateIP})
+			out = append(out, controlplane.Node{InstanceID: in.ID, Name: in.Name, Zone: in.Zone, PrivateIP: in.PrivateIP})
 		}
 	}
 	if len(out) != 3 {

@@ -17,7 +17,7 @@ import (
 	"github.com/triad-k8s/triad/cloudplugins/local/localcluster"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/config"
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/pki"
 )
 
@@ -186,7 +186,7 @@ once kubeadm join has; the Node becomes Ready shortly after. Needs root.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			if opts.ControlPlane == "" {
-				insts, err := cloud.ListInstances(ctx, map[string]string{migrate.LabelCluster: opts.Cluster})
+				insts, err := cloud.ListInstances(ctx, map[string]string{controlplane.LabelCluster: opts.Cluster})
 				if err != nil {
 					return err
 				}

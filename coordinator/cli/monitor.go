@@ -16,6 +16,7 @@ import (
 
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/migrate"
 )
@@ -25,7 +26,7 @@ import (
 // balancers'), and the original node until traffic is open, the new
 // nodes after.
 func migrationTargets(cfg *config.Cluster, st *migrate.State) []availability.Target {
-	nodes := []migrate.Node{st.Original}
+	nodes := []controlplane.Node{st.Original}
 	if st.OpenedAt != nil {
 		nodes = st.Nodes
 	}
@@ -34,7 +35,7 @@ func migrationTargets(cfg *config.Cluster, st *migrate.State) []availability.Tar
 
 // probeTargets are the client addresses (load balancers, or the single
 // node before a migration opens traffic) and each control-plane node.
-func probeTargets(cfg *config.Cluster, privateIP, publicIP string, nodes []migrate.Node) []availability.Target {
+func probeTargets(cfg *config.Cluster, privateIP, publicIP string, nodes []controlplane.Node) []availability.Target {
 	port := strconv.Itoa(cfg.ControlPlane.APIServerPort)
 	var t []availability.Target
 	for _, a := range []struct{ name, ip string }{{"private", privateIP}, {"public", publicIP}} {

@@ -34,6 +34,7 @@ import (
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/migrate"
 	"github.com/triad-k8s/triad/coordinator/upgrade"
@@ -125,14 +126,14 @@ func journalUpgrade(t *testing.T, cfg *config.Cluster, st *upgrade.State, phase 
 
 // migratedState is a migration that opened traffic: the original node at
 // originalIP, the load balancers on the two addresses, the new nodes.
-func migratedState(privateIP, publicIP, originalIP string, nodes ...migrate.Node) *migrate.State {
+func migratedState(privateIP, publicIP, originalIP string, nodes ...controlplane.Node) *migrate.State {
 	opened := time.Now().UTC()
-	return &migrate.State{Cluster: "test", Original: migrate.Node{InstanceID: "i-0abc", Name: "cp-0", PrivateIP: originalIP},
+	return &migrate.State{Cluster: "test", Original: controlplane.Node{InstanceID: "i-0abc", Name: "cp-0", PrivateIP: originalIP},
 		PrivateIP: privateIP, PublicIP: publicIP, Nodes: nodes, OpenedAt: &opened, InternalLB: "lb-int", PublicLB: "lb-pub", DiskSnapshotID: "snap-1"}
 }
 
-func node(name, ip string) migrate.Node {
-	return migrate.Node{InstanceID: "i-" + name, Name: name, PrivateIP: ip}
+func node(name, ip string) controlplane.Node {
+	return controlplane.Node{InstanceID: "i-" + name, Name: name, PrivateIP: ip}
 }
 
 func runTriad(ctx context.Context, args ...string) (stdout, stderr string, err error) {
@@ -202,7 +203,7 @@ func TestMonitorTargetsAreWhatTheJournalSaysServesNow(t *testing.T) {
 	nodeTarget := func(name, ip string) availability.Target {
 		return availability.Target{Name: "node/" + name, Kind: availability.Node, Address: ip + ":6443"}
 	}
-	newNodes := []migrate.Node{node("cp-1", "10.0.1.1"), node("cp-2", "10.0.1.2"), node("cp-3", "10.0.1.3")}
+	newNodes := []controlplane.Node{node("cp-1", "10.0.1.1"), node("cp-2", "10.0.1.2"), node("cp-3", "10.0.1.3")}
 	for _, tc := range []struct {
 		name string
 		// journal records the cluster's operations; it returns the one the
@@ -238,7 +239,7 @@ func TestMonitorTargetsAreWhatTheJournalSaysServesNow(t *testing.T) {
 		name: "after an upgrade stopped half-way, switched nodes are their new VMs and the others their old",
 		journal: func(t *testing.T, cfg *config.Cluster) *engine.Record {
 			mig := journalMigration(t, cfg, migratedState("10.0.0.10", "52.1.2.3", "10.0.0.5", newNodes...), engine.PhaseSucceeded)
-			st := upgrade.NewState(cfg.Name, migratedState("10.0.0.10", "52.1.2.3", "10.0.0.5", newNodes...), mig.ID, "image-2", "", "")
+			st := upgrade.NewState(cfg.Name, migrated(mig.ID, migratedState("10.0.0.10", "52.1.2.3", "10.0.0.5", newNodes...)), "image-2", "", "")
 			st.Nodes = []upgrade.NodeUpgrade{
 				{Old: newNodes[0], New: node("cp-4", "10.0.1.4"), Switched: true, Done: true},
 				{Old: newNodes[1], New: node("cp-5", "10.0.1.5")}, // rolled back: the new VM never served
@@ -251,7 +252,7 @@ func TestMonitorTargetsAreWhatTheJournalSaysServesNow(t *testing.T) {
 		name: "an upgrade whose preflight failed leaves the nodes the migration left",
 		journal: func(t *testing.T, cfg *config.Cluster) *engine.Record {
 			mig := journalMigration(t, cfg, migratedState("10.0.0.10", "52.1.2.3", "10.0.0.5", newNodes...), engine.PhaseSucceeded)
-			st := upgrade.NewState(cfg.Name, migratedState("10.0.0.10", "52.1.2.3", "10.0.0.5", newNodes...), mig.ID, "image-2", "", "")
+			st := upgrade.NewState(cfg.Name, migrated(mig.ID, migratedState("10.0.0.10", "52.1.2.3", "10.0.0.5", newNodes...)), "image-2", "", "")
 			journalUpgrade(t, cfg, st, engine.PhaseRolledBack)
 			return mig
 		},

@@ -22,6 +22,7 @@ import (
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/availability"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/migrate"
 	"github.com/triad-k8s/triad/coordinator/upgrade"
@@ -361,8 +362,8 @@ func singleNodeTargets(ctx context.Context, cfg *config.Cluster, cloud addressLo
 	if err != nil {
 		return nil, err
 	}
-	node := migrate.Node{InstanceID: cfg.ControlPlane.Instance, Name: cfg.ControlPlane.Instance, PrivateIP: privateIP}
-	return probeTargets(cfg, privateIP, publicIP, []migrate.Node{node}), nil
+	node := controlplane.Node{InstanceID: cfg.ControlPlane.Instance, Name: cfg.ControlPlane.Instance, PrivateIP: privateIP}
+	return probeTargets(cfg, privateIP, publicIP, []controlplane.Node{node}), nil
 }
 
 // checkReportWritable makes the report's directory and checks that a file

@@ -169,17 +169,22 @@ func (f *upgradeFlags) newState() (*config.Cluster, *upgrade.State, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var from *migrate.State
-	var fromID string
+	var from *upgrade.Migrated
 	for _, r := range recs {
 		if r.Kind == migrate.Kind && r.Phase == engine.PhaseSucceeded {
-			if from, err = engine.LoadState[migrate.State](r); err != nil {
+			m, err := engine.LoadState[migrate.State](r)
+			if err != nil {
 				return nil, nil, err
 			}
-			fromID = r.ID
+			from = migrated(r.ID, m)
 		}
 	}
-	return cfg, upgrade.NewState(cfg.Name, from, fromID, f.image, f.kubernetesVersion, f.diskSnapshot), nil
+	return cfg, upgrade.NewState(cfg.Name, from, f.image, f.kubernetesVersion, f.diskSnapshot), nil
+}
+
+// migrated is what migration id left for the upgrades after it.
+func migrated(id string, m *migrate.State) *upgrade.Migrated {
+	return &upgrade.Migrated{Operation: id, PrivateIP: m.PrivateIP, PublicIP: m.PublicIP, InternalLB: m.InternalLB, PublicLB: m.PublicLB, DiskSnapshotID: m.DiskSnapshotID}
 }
 
 func (f *upgradeFlags) record(j *engine.Journal, cfg *config.Cluster) (*engine.Record, error) {

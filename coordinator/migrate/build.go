@@ -15,9 +15,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/triad-k8s/triad/agent/bootdata"
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/coordinator/failpoint"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
@@ -29,14 +29,14 @@ func (e *Env) createVMs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	for i, zone := range s.Zones {
 		name := fmt.Sprintf("%s-cp-%s", s.Cluster, zoneSuffix(zone, i))
-		if slices.ContainsFunc(s.Nodes, func(n Node) bool { return n.Name == name && n.InstanceID != "" && n.PrivateIP != "" }) {
+		if slices.ContainsFunc(s.Nodes, func(n controlplane.Node) bool { return n.Name == name && n.InstanceID != "" && n.PrivateIP != "" }) {
 			continue
 		}
-		boot, err := BootData(op.Record.ID, name)
+		boot, err := controlplane.BootData(op.Record.ID, name)
 		if err != nil {
 			return err
 		}
-		inst, err := CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
+		inst, err := controlplane.CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
 			return e.Cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{
 				IdempotencyToken: fmt.Sprintf("%s-vm-%d", op.Record.ID, i), Name: name, Zone: zone, Image: s.Image,
 				DiskSnapshotID: s.DiskSnapshotID, BootData: boot, Labels: s.labels(op.Record.ID),
@@ -45,20 +45,13 @@ func (e *Env) createVMs(ctx context.Context, op *engine.Op[State]) error {
 		if err != nil {
 			return err
 		}
-		s.Nodes = append(slices.DeleteFunc(s.Nodes, func(n Node) bool { return n.Name == name }), Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP})
+		s.Nodes = append(slices.DeleteFunc(s.Nodes, func(n controlplane.Node) bool { return n.Name == name }), controlplane.Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP})
 		if err := op.Save(); err != nil {
 			return err
 		}
 		op.Logf("%s: instance %s in %s on %s", name, inst.ID, zone, inst.PrivateIP)
 	}
 	return nil
-}
-
-// BootData is what a new control-plane VM is booted with: hold the static
-// pods at its first start, until the coordinator starts them. Its id is
-// unique to the operation and the node, so the agent applies it once.
-func BootData(operation, node string) ([]byte, error) {
-	return bootdata.Data{ID: operation + "/" + node, HoldStaticPods: ControlPlanePods}.Marshal()
 }
 
 // zoneSuffix names a node after its zone's last letter ("eu-west-1b" → b).
@@ -74,7 +67,7 @@ func zoneSuffix(zone string, i int) string {
 
 // vmsHeld checks each new node's agent answers and holds every static pod.
 func (e *Env) vmsHeld(ctx context.Context, op *engine.Op[State]) error {
-	return parallel(op.State.Nodes, func(n Node) error {
+	return controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			info, err := c.GetInfo(ctx, &agentv1.GetInfoRequest{})
 			if err != nil {
@@ -91,38 +84,27 @@ func (e *Env) vmsHeld(ctx context.Context, op *engine.Op[State]) error {
 func (e *Env) deleteVMs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	list := func() ([]sdk.Instance, error) { return e.Cloud.ListInstances(ctx, s.labels(op.Record.ID)) }
-	if err := deleteCreated(ctx, "instance", instanceIDs(s.Nodes), list, func(in sdk.Instance) string { return in.ID }, e.Cloud.DeleteInstance); err != nil {
+	if err := deleteCreated(ctx, "instance", controlplane.InstanceIDs(s.Nodes), list, func(in sdk.Instance) string { return in.ID }, e.Cloud.DeleteInstance); err != nil {
 		return err
 	}
 	s.Nodes, s.EtcdRestoredAt = nil, nil
 	return nil
 }
 
-// The load balancers' health check of the gate.
-const (
-	lbCheckInterval      = time.Second
-	lbUnhealthyThreshold = 2
-)
-
-// APIServerShutdownDelay is the --shutdown-delay-duration of the HA
-// kube-apiservers: a stopping server keeps serving until the load balancers
-// have seen its /readyz (behind the gate) fail, plus a second.
-const APIServerShutdownDelay = lbUnhealthyThreshold*lbCheckInterval + time.Second
-
 func (e *Env) createLBs(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	backends := instanceIDs(s.Nodes)
+	backends := controlplane.InstanceIDs(s.Nodes)
 	port := e.Config.ControlPlane.APIServerPort
 	for _, lb := range []struct {
 		id      *string
 		scheme  sdk.LoadBalancerScheme
 		address string
 	}{{&s.InternalLB, sdk.SchemeInternal, s.PrivateAddressID}, {&s.PublicLB, sdk.SchemePublic, s.PublicAddressID}} {
-		created, err := CloudRetry(ctx, "create "+string(lb.scheme)+" load balancer", func() (sdk.LoadBalancer, error) {
+		created, err := controlplane.CloudRetry(ctx, "create "+string(lb.scheme)+" load balancer", func() (sdk.LoadBalancer, error) {
 			return e.Cloud.CreateLoadBalancer(ctx, sdk.CreateLoadBalancerRequest{
 				IdempotencyToken: op.Record.ID + "-lb-" + string(lb.scheme), Name: s.Cluster + "-" + string(lb.scheme),
 				Scheme: lb.scheme, AddressID: lb.address, ListenerPort: port, BackendPort: port, BackendInstanceIDs: backends,
-				HealthCheck: sdk.HealthCheck{Port: e.Config.Agent.GatePort, Path: "/gate", Interval: lbCheckInterval, HealthyThreshold: 2, UnhealthyThreshold: lbUnhealthyThreshold},
+				HealthCheck: sdk.HealthCheck{Port: e.Config.Agent.GatePort, Path: "/gate", Interval: controlplane.LBCheckInterval, HealthyThreshold: 2, UnhealthyThreshold: controlplane.LBUnhealthyThreshold},
 				Labels:      s.labels(op.Record.ID),
 			})
 		})
@@ -165,7 +147,7 @@ func (e *Env) deleteLBs(ctx context.Context, op *engine.Op[State]) error {
 	return nil
 }
 
-func (e *Env) membership(s *State, n Node) *agentv1.EtcdMembership {
+func (e *Env) membership(s *State, n controlplane.Node) *agentv1.EtcdMembership {
 	var initial []string
 	for _, m := range s.Nodes {
 		initial = append(initial, m.Name+"=https://"+net.JoinHostPort(m.PrivateIP, "2380"))
@@ -191,8 +173,8 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 	}
 	op.Logf("snapshot verified (sha256 %s, revision %d); restoring on %d nodes", s.Snapshot.SHA256, st.Revision, len(s.Nodes))
 	var mu sync.Mutex
-	checked := map[string]KubeconfigCheck{}
-	err = parallel(s.Nodes, func(n Node) error {
+	checked := map[string]controlplane.KubeconfigCheck{}
+	err = controlplane.Parallel(s.Nodes, func(n controlplane.Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			if _, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: false}); err != nil {
 				return err
@@ -217,7 +199,7 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 			if err != nil {
 				return fmt.Errorf("reading the kubeconfigs: %w", err)
 			}
-			check, err := CheckKubeconfigs(info.GetKubeconfigs(), s.kubeconfigPolicy(n.PrivateIP))
+			check, err := controlplane.CheckKubeconfigs(info.GetKubeconfigs(), s.kubeconfigPolicy(n.PrivateIP))
 			if err != nil {
 				return fmt.Errorf("kubeconfigs after the rewrite: %w", err)
 			}
@@ -236,14 +218,16 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 		return err
 	}
 	// etcd on all three at once: each member waits for its peers.
-	if err := parallel(s.Nodes, func(n Node) error { return e.startPods(ctx, op, e.AgentEndpoint(n.PrivateIP), []string{"etcd"}) }); err != nil {
+	if err := controlplane.Parallel(s.Nodes, func(n controlplane.Node) error {
+		return e.startPods(ctx, op, e.AgentEndpoint(n.PrivateIP), []string{"etcd"})
+	}); err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
 	// A first run sees exactly the snapshot's revision: nothing writes
 	// before the kube-apiservers start. A resumed run may find them
 	// started by the run it resumes, their writes on top of the restore.
 	atLeast := s.EtcdRestoredAt != nil
-	if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, "etcd quorum with every member at the snapshot's revision", func() (bool, error) {
+	if err := controlplane.Poll(ctx, e.Options.ReadyTimeout, time.Second, "etcd quorum with every member at the snapshot's revision", func() (bool, error) {
 		var leader uint64
 		for _, n := range s.Nodes {
 			st, err := e.EtcdStatus(ctx, e.AgentEndpoint(n.PrivateIP))
@@ -276,7 +260,7 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 		op.Logf("etcd: %d members, quorum, every member at revision %d", len(s.Nodes), s.Snapshot.Revision)
 	}
 	failpoint.Hit("migrate/2.3-etcd-restored")
-	if err := parallel(s.Nodes, func(n Node) error {
+	if err := controlplane.Parallel(s.Nodes, func(n controlplane.Node) error {
 		endpoint := e.AgentEndpoint(n.PrivateIP)
 		if err := e.startPods(ctx, op, endpoint, []string{"kube-apiserver"}); err != nil {
 			return err
@@ -336,7 +320,7 @@ func (e *Env) upload(ctx context.Context, op *engine.Op[State], c agentv1.AgentS
 }
 
 func (e *Env) gatesClosed(ctx context.Context, op *engine.Op[State]) error {
-	return parallel(op.State.Nodes, func(n Node) error {
+	return controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "get gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			g, err := c.GetGate(ctx, &agentv1.GetGateRequest{})
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	"github.com/triad-k8s/triad/internal/testkube"
 )
@@ -143,7 +144,7 @@ type gateRun struct {
 // with options opts.
 func runGate(t *testing.T, kube kubernetes.Interface, s *State, opts Options) gateRun {
 	t.Helper()
-	e := &Env{Config: &config.Cluster{}, Kube: kube, Options: opts.withDefaults()}
+	e := &Env{Cluster: &controlplane.Cluster{Config: &config.Cluster{}, Kube: kube}, Options: opts.withDefaults()}
 	j, err := engine.OpenJournal(t.TempDir(), time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
@@ -23,7 +24,7 @@ import (
 
 func (e *Env) openTraffic(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	if err := parallel(s.Nodes, func(n Node) error {
+	if err := controlplane.Parallel(s.Nodes, func(n controlplane.Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "open gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: true})
 			return err
@@ -38,13 +39,13 @@ func (e *Env) openTraffic(ctx context.Context, op *engine.Op[State]) error {
 		}
 	}
 	for _, id := range []string{s.InternalLB, s.PublicLB} {
-		if _, err := CloudRetry(ctx, "admit traffic on "+id, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerTraffic(ctx, id, true) }); err != nil {
+		if _, err := controlplane.CloudRetry(ctx, "admit traffic on "+id, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerTraffic(ctx, id, true) }); err != nil {
 			return err
 		}
 	}
 	op.Logf("traffic admitted on %s and %s", s.PrivateIP, s.PublicIP)
 	if s.FirstWriteAt == nil {
-		if err := Poll(ctx, e.Options.ReadyTimeout, 100*time.Millisecond, "the first write through the load balancer", func() (bool, error) {
+		if err := controlplane.Poll(ctx, e.Options.ReadyTimeout, 100*time.Millisecond, "the first write through the load balancer", func() (bool, error) {
 			err := e.writeProbe(ctx, op)
 			return err == nil, err
 		}); err != nil {
@@ -113,7 +114,7 @@ func (e *Env) waitHeartbeats(ctx context.Context, op *engine.Op[State]) error {
 		// and now must renew once more (its renew interval, 10 s by
 		// default): late is safe, early is not.
 		var leases []coordinationv1.Lease
-		if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, "the kubelets' leases to record", func() (bool, error) {
+		if err := controlplane.Poll(ctx, e.Options.ReadyTimeout, time.Second, "the kubelets' leases to record", func() (bool, error) {
 			var err error
 			leases, err = e.nodeLeases(ctx)
 			return err == nil, err
@@ -147,7 +148,7 @@ func (e *Env) waitHeartbeats(ctx context.Context, op *engine.Op[State]) error {
 		if time.Since(lastReport) > 5*time.Second {
 			lastReport = time.Now()
 			if judged {
-				op.Logf("waiting for %d of %d kubelets to heartbeat through the new endpoint: %s", len(hb.Stragglers), len(s.HeartbeatLeaseVersions), strings.Join(first(hb.Stragglers, 5), ", "))
+				op.Logf("waiting for %d of %d kubelets to heartbeat through the new endpoint: %s", len(hb.Stragglers), len(s.HeartbeatLeaseVersions), strings.Join(controlplane.First(hb.Stragglers, 5), ", "))
 			} else {
 				op.Logf("waiting for the kubelets' leases: %v", listErr)
 			}
@@ -170,7 +171,7 @@ func (e *Env) waitHeartbeats(ctx context.Context, op *engine.Op[State]) error {
 	if !hb.enough() {
 		return fmt.Errorf("only %d of %d kubelets heartbeated through the new endpoint within %s, %d needed (--heartbeat-threshold %g); no heartbeat from %s. %s, "+
 			"or, if those nodes are gone for good, resume with a lower --heartbeat-threshold and a short --heartbeat-timeout (the controllers will then mark them NotReady and evict their pods)",
-			len(hb.Heartbeated), len(s.HeartbeatLeaseVersions), e.Options.HeartbeatTimeout, hb.Needed, threshold, strings.Join(first(hb.Stragglers, 5), ", "), stop)
+			len(hb.Heartbeated), len(s.HeartbeatLeaseVersions), e.Options.HeartbeatTimeout, hb.Needed, threshold, strings.Join(controlplane.First(hb.Stragglers, 5), ", "), stop)
 	}
 	op.Logf("%d of %d kubelets heartbeated within %s, at least the %d needed (--heartbeat-threshold %g): starting the controllers without %s, which they will mark NotReady",
 		len(hb.Heartbeated), len(s.HeartbeatLeaseVersions), e.Options.HeartbeatTimeout, hb.Needed, threshold, strings.Join(hb.Stragglers, ", "))
@@ -260,15 +261,8 @@ func neededHeartbeats(threshold float64, nodes int) int {
 	return min(nodes, max(1, int(math.Ceil(threshold*float64(nodes)-1e-9))))
 }
 
-func first(s []string, n int) []string {
-	if len(s) > n {
-		return append(slices.Clone(s[:n]), fmt.Sprintf("and %d more", len(s)-n))
-	}
-	return s
-}
-
 func (e *Env) startControllers(ctx context.Context, op *engine.Op[State]) error {
-	if err := parallel(op.State.Nodes, func(n Node) error {
+	if err := controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
 		return e.startPods(ctx, op, e.AgentEndpoint(n.PrivateIP), []string{"kube-controller-manager", "kube-scheduler"})
 	}); err != nil {
 		return err
@@ -281,7 +275,7 @@ func (e *Env) startControllers(ctx context.Context, op *engine.Op[State]) error 
 }
 
 func (e *Env) allPodsRunning(ctx context.Context, op *engine.Op[State]) error {
-	return parallel(op.State.Nodes, func(n Node) error {
+	return controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			return podsIn(ctx, c, agentv1.StaticPodState_STATIC_POD_STATE_RUNNING, "")
 		})

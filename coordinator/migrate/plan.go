@@ -3,6 +3,7 @@ package migrate
 import (
 	"strings"
 
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 )
 
@@ -80,7 +81,7 @@ func Plan(e *Env) engine.Plan[State] {
 // NewState is a migration's state before preflight, from the config.
 func NewState(e *Env) *State {
 	cp := e.Config.ControlPlane
-	return &State{Cluster: e.Config.Name, Original: Node{InstanceID: cp.Instance}, Zones: cp.Zones,
+	return &State{Cluster: e.Config.Name, Original: controlplane.Node{InstanceID: cp.Instance}, Zones: cp.Zones,
 		PrivateAddressID: cp.PrivateAddress, PublicAddressID: cp.PublicAddress, PrivateIP: cp.PrivateAddress, PublicIP: cp.PublicAddress, Image: cp.Image}
 }
 

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
@@ -62,7 +63,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		name   string
 		holder *string
 	}{{"kube-controller-manager", &pf.ControllerLeader}, {"kube-scheduler", &pf.SchedulerLeader}} {
-		if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, lease.name+" leader", func() (bool, error) {
+		if err := controlplane.Poll(ctx, e.Options.ReadyTimeout, time.Second, lease.name+" leader", func() (bool, error) {
 			l, err := e.Kube.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, lease.name, metav1.GetOptions{})
 			if err != nil {
 				return false, err
@@ -84,7 +85,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		// Stragglers the operator let the controllers start without (a
 		// heartbeat threshold below 1) are named in the journal, not held
 		// against the migration.
-		if slices.Contains(s.Baseline.ReadyNodes, n.Name) && !nodeReady(&n) && !slices.Contains(s.HeartbeatStragglers, n.Name) {
+		if slices.Contains(s.Baseline.ReadyNodes, n.Name) && !controlplane.NodeReady(&n) && !slices.Contains(s.HeartbeatStragglers, n.Name) {
 			pf.NotReady = append(pf.NotReady, n.Name)
 		}
 	}
@@ -102,7 +103,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		problems = append(problems, "nodes NotReady: "+strings.Join(pf.NotReady, ", "))
 	}
 	if len(pf.PodsChanged) > 0 {
-		problems = append(problems, "pods deleted or replaced: "+strings.Join(first(pf.PodsChanged, 10), ", "))
+		problems = append(problems, "pods deleted or replaced: "+strings.Join(controlplane.First(pf.PodsChanged, 10), ", "))
 	}
 	if pf.StaleLeases, err = e.removeStaleIdentityLeases(ctx, s); err != nil {
 		problems = append(problems, err.Error())
@@ -111,7 +112,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
-	if err := parallel(s.Nodes, func(n Node) error {
+	if err := controlplane.Parallel(s.Nodes, func(n controlplane.Node) error {
 		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "commit restore", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			_, err := c.CommitRestore(ctx, &agentv1.CommitRestoreRequest{Header: header(op)})
 			return err
@@ -129,7 +130,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 // exactly the three new Nodes are Ready control-plane Nodes.
 func (e *Env) replaceOriginalNode(ctx context.Context, op *engine.Op[State], pf *Postflight) error {
 	s := op.State
-	meta := KubeadmControlPlane()
+	meta := controlplane.KubeadmControlPlane()
 	if s.Baseline.OriginalNode != nil {
 		meta = *s.Baseline.OriginalNode
 	}
@@ -138,17 +139,17 @@ func (e *Env) replaceOriginalNode(ctx context.Context, op *engine.Op[State], pf 
 		names = append(names, n.Name)
 	}
 	var err error
-	if pf.Labelled, err = AdoptNodes(ctx, e.Kube, meta, names, e.Options.ReadyTimeout, op.Logf); err != nil {
+	if pf.Labelled, err = controlplane.AdoptNodes(ctx, e.Kube, meta, names, e.Options.ReadyTimeout, op.Logf); err != nil {
 		return err
 	}
 	if !slices.Contains(names, s.Original.Name) {
-		if pf.RetiredPods, err = RetireNode(ctx, e.Kube, s.Original.Name, op.Logf); err != nil {
+		if pf.RetiredPods, err = controlplane.RetireNode(ctx, e.Kube, s.Original.Name, op.Logf); err != nil {
 			return err
 		}
 	}
 	if dns := s.Baseline.CoreDNS; dns != nil {
 		start := time.Now()
-		if err := WaitCoreDNS(ctx, e.Kube, dns.Ready, e.Options.ReadyTimeout); err != nil {
+		if err := controlplane.WaitCoreDNS(ctx, e.Kube, dns.Ready, e.Options.ReadyTimeout); err != nil {
 			return err
 		}
 		since := start
@@ -159,12 +160,12 @@ func (e *Env) replaceOriginalNode(ctx context.Context, op *engine.Op[State], pf 
 		op.Logf("CoreDNS Available with %d ready replicas; it had fewer for %.1fs (%d of its pods ran on %s)", dns.Ready, pf.CoreDNSShortSeconds, dns.OnOriginal, s.Original.Name)
 	}
 	endpoint := net.JoinHostPort(s.PrivateIP, strconv.Itoa(e.Config.ControlPlane.APIServerPort))
-	if now, err := SetControlPlaneEndpoint(ctx, e.Kube, endpoint); err != nil {
-		return fmt.Errorf("recording the control-plane endpoint in %s: %w", KubeadmConfig, err)
+	if now, err := controlplane.SetControlPlaneEndpoint(ctx, e.Kube, endpoint); err != nil {
+		return fmt.Errorf("recording the control-plane endpoint in %s: %w", controlplane.KubeadmConfig, err)
 	} else if now != "" {
 		op.Logf("kubeadm's ClusterConfiguration names %s as the control-plane endpoint", now)
 	}
-	return WaitControlPlaneNodes(ctx, e.Kube, names, e.Options.ReadyTimeout)
+	return controlplane.WaitControlPlaneNodes(ctx, e.Kube, names, e.Options.ReadyTimeout)
 }
 
 // removeStaleIdentityLeases deletes the kube-apiserver identity leases

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
@@ -25,7 +26,7 @@ import (
 
 func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	info, err := CloudRetry(ctx, "plugin info", func() (sdk.PluginInfo, error) { return e.Cloud.PluginInfo(ctx) })
+	info, err := controlplane.CloudRetry(ctx, "plugin info", func() (sdk.PluginInfo, error) { return e.Cloud.PluginInfo(ctx) })
 	if err != nil {
 		return err
 	}
@@ -36,7 +37,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 			}
 		}
 	}
-	inst, err := CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
+	inst, err := controlplane.CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
 	if errors.Is(err, sdk.ErrNotFound) {
 		return fmt.Errorf("instance %q not found in cloud %s: check controlPlane.instance", s.Original.InstanceID, info.Name)
 	}
@@ -46,7 +47,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	if inst.State != sdk.InstanceRunning {
 		return fmt.Errorf("instance %s is %s; the migration starts from a running control plane", inst.ID, inst.State)
 	}
-	s.Original = Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP}
+	s.Original = controlplane.Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP}
 	if s.Image == "" {
 		s.Image = inst.Image
 	}
@@ -61,7 +62,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		{e.Config.ControlPlane.PrivateAddress, sdk.AddressPrivate, &s.PrivateAddressID, &s.PrivateIP, "controlPlane.privateAddress", inst.PrivateIP, "kubelets and in-cluster clients"},
 		{e.Config.ControlPlane.PublicAddress, sdk.AddressPublic, &s.PublicAddressID, &s.PublicIP, "controlPlane.publicAddress", inst.PublicIP, "external clients"},
 	} {
-		addr, err := CloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, a.ref) })
+		addr, err := controlplane.CloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, a.ref) })
 		if errors.Is(err, sdk.ErrNotFound) {
 			return fmt.Errorf("%s %q: no such static address in cloud %s", a.field, a.ref, info.Name)
 		}
@@ -83,7 +84,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	if err := e.checkCloud(ctx, op); err != nil {
 		return err
 	}
-	s.CloudAdvice = CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
+	s.CloudAdvice = controlplane.CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
 
 	endpoint := e.originalAgent(s)
 	var agentInfo *agentv1.GetInfoResponse
@@ -136,7 +137,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		return fmt.Errorf("listing nodes: %w", err)
 	}
 	for _, n := range nodes.Items {
-		if n.Name == s.Original.Name || !nodeReady(&n) {
+		if n.Name == s.Original.Name || !controlplane.NodeReady(&n) {
 			continue // the old control-plane node goes away with its VM
 		}
 		b.ReadyNodes = append(b.ReadyNodes, n.Name)
@@ -148,15 +149,15 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		return err
 	}
 	if orig, err := e.Kube.CoreV1().Nodes().Get(ctx, s.Original.Name, metav1.GetOptions{}); err == nil {
-		meta := MetaOf(orig)
+		meta := controlplane.MetaOf(orig)
 		b.OriginalNode = &meta
 	} else if !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading the original Node %s: %w", s.Original.Name, err)
 	}
-	if b.CoreDNS, err = coreDNSBaseline(ctx, e.Kube, s.Original.Name); err != nil {
+	if b.CoreDNS, err = controlplane.CoreDNSBaseline(ctx, e.Kube, s.Original.Name); err != nil {
 		return err
 	}
-	if b.ControlPlaneEndpoint, err = ControlPlaneEndpoint(ctx, e.Kube); err != nil {
+	if b.ControlPlaneEndpoint, err = controlplane.ControlPlaneEndpoint(ctx, e.Kube); err != nil {
 		return err
 	}
 	s.Baseline = b
@@ -178,7 +179,7 @@ func (e *Env) originalKubeconfigs(op *engine.Op[State], inst sdk.Instance, kubec
 	if a := inst.PublicIP; a != "" && a != s.PublicIP {
 		p.Gone[a] = fmt.Sprintf("the original VM's public address, which goes with it (the load balancer takes over %s, not it)", s.PublicIP)
 	}
-	check, err := CheckKubeconfigs(kubeconfigs, p)
+	check, err := controlplane.CheckKubeconfigs(kubeconfigs, p)
 	if err != nil {
 		endpoint := s.Baseline.ControlPlaneEndpoint
 		if endpoint == "" {
@@ -239,15 +240,6 @@ func (e *Env) podUIDs(ctx context.Context, node string) (map[string]string, erro
 	return out, nil
 }
 
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // checkCloud asks the plugin what the cloud must allow for the HA control
 // plane (network rules between the nodes and from the load balancers,
 // volumes, exposure), when the plugin can tell; every failed check is
@@ -262,7 +254,7 @@ func (e *Env) checkCloud(ctx context.Context, op *engine.Op[State]) error {
 	req := sdk.CheckControlPlaneRequest{InstanceID: s.Original.InstanceID, Zones: s.Zones, PrivateAddressID: s.PrivateAddressID, PublicAddressID: s.PublicAddressID,
 		NodePorts:         []int{2379, 2380, e.Config.Agent.Port},
 		LoadBalancerPorts: []int{e.Config.ControlPlane.APIServerPort, e.Config.Agent.GatePort}}
-	checks, err := CloudRetry(ctx, "check control plane", func() ([]sdk.Check, error) { return checker.CheckControlPlane(ctx, req) })
+	checks, err := controlplane.CloudRetry(ctx, "check control plane", func() ([]sdk.Check, error) { return checker.CheckControlPlane(ctx, req) })
 	if errors.Is(err, sdk.ErrUnimplemented) {
 		op.Logf("cloud checks: the plugin offers none")
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 )
 
@@ -32,7 +33,7 @@ func runCheckCloud(t *testing.T, cloud sdk.Provider) (error, []string) {
 	t.Helper()
 	cfg := &config.Cluster{}
 	cfg.ControlPlane.APIServerPort, cfg.Agent.Port, cfg.Agent.GatePort = 6443, 9443, 9444
-	e := &Env{Config: cfg, Cloud: cloud}
+	e := &Env{Cluster: &controlplane.Cluster{Config: cfg, Cloud: cloud}}
 	j, err := engine.OpenJournal(t.TempDir(), time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +46,7 @@ func runCheckCloud(t *testing.T, cloud sdk.Provider) (error, []string) {
 				lines = append(lines, ev.Message)
 			}
 		}}
-	s := &State{Cluster: "c", Original: Node{InstanceID: "i-1"}, Zones: []string{"a", "b", "c"}, PrivateAddressID: "10.0.0.10", PublicAddressID: "eip-1"}
+	s := &State{Cluster: "c", Original: controlplane.Node{InstanceID: "i-1"}, Zones: []string{"a", "b", "c"}, PrivateAddressID: "10.0.0.10", PublicAddressID: "eip-1"}
 	rec, err := r.NewRecord("op-1", "c", 1, s)
 	if err != nil {
 		t.Fatal(err)

@@ -2,28 +2,12 @@ package migrate
 
 import (
 	"time"
+
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 )
 
 // Kind is the journal's name for this operation.
 const Kind = "migrate"
-
-// Labels put on everything a migration creates, so that an undo finds it
-// even if the coordinator died between creating it and journaling its id.
-const (
-	LabelCluster   = "triad.dev/cluster"
-	LabelOperation = "triad.dev/operation"
-)
-
-// ControlPlanePods are the static pods of a kubeadm control-plane node.
-var ControlPlanePods = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-
-// Node is one control-plane VM.
-type Node struct {
-	InstanceID string `json:"instanceID"`
-	Name       string `json:"name"`
-	Zone       string `json:"zone"`
-	PrivateIP  string `json:"privateIP"`
-}
 
 // Baseline is what preflight recorded about the cluster.
 type Baseline struct {
@@ -41,9 +25,9 @@ type Baseline struct {
 	PodUIDs map[string]string `json:"podUIDs"`
 	// OriginalNode is the original Node's labels and taints that the new
 	// control-plane Nodes get (nil in journals from before it was kept).
-	OriginalNode *NodeMeta `json:"originalNode,omitempty"`
+	OriginalNode *controlplane.NodeMeta `json:"originalNode,omitempty"`
 	// CoreDNS is kubeadm's DNS at preflight (nil: the cluster has none).
-	CoreDNS *CoreDNSState `json:"coreDNS,omitempty"`
+	CoreDNS *controlplane.CoreDNSState `json:"coreDNS,omitempty"`
 	// Kubeconfigs maps each kubeconfig kubeadm wrote on the original
 	// (admin.conf, kubelet.conf, ...) to the server URLs it names; the new
 	// nodes must carry every one (empty in journals from before they were
@@ -91,26 +75,26 @@ type Postflight struct {
 type State struct {
 	Cluster string `json:"cluster"`
 	// Original is the single control-plane node.
-	Original         Node     `json:"original"`
-	Image            string   `json:"image"`
-	Zones            []string `json:"zones"`
-	PrivateAddressID string   `json:"privateAddressID"`
-	PrivateIP        string   `json:"privateIP"`
-	PublicAddressID  string   `json:"publicAddressID"`
-	PublicIP         string   `json:"publicIP"`
-	Baseline         Baseline `json:"baseline"`
+	Original         controlplane.Node `json:"original"`
+	Image            string            `json:"image"`
+	Zones            []string          `json:"zones"`
+	PrivateAddressID string            `json:"privateAddressID"`
+	PrivateIP        string            `json:"privateIP"`
+	PublicAddressID  string            `json:"publicAddressID"`
+	PublicIP         string            `json:"publicIP"`
+	Baseline         Baseline          `json:"baseline"`
 	// CloudAdvice is what the cloud plugin advised at preflight.
-	CloudAdvice CloudAdvice `json:"cloudAdvice,omitzero"`
+	CloudAdvice controlplane.CloudAdvice `json:"cloudAdvice,omitzero"`
 	// StoppedAt is when kube-apiserver was stopped: the start of the
 	// write-unavailability window.
-	StoppedAt      *time.Time `json:"stoppedAt,omitempty"`
-	StableRevision int64      `json:"stableRevision"`
-	Snapshot       *Snapshot  `json:"snapshot,omitempty"`
-	DiskSnapshotID string     `json:"diskSnapshotID,omitempty"`
-	Nodes          []Node     `json:"nodes,omitempty"`
-	InternalLB     string     `json:"internalLB,omitempty"`
-	PublicLB       string     `json:"publicLB,omitempty"`
-	ClusterToken   string     `json:"clusterToken,omitempty"`
+	StoppedAt      *time.Time          `json:"stoppedAt,omitempty"`
+	StableRevision int64               `json:"stableRevision"`
+	Snapshot       *Snapshot           `json:"snapshot,omitempty"`
+	DiskSnapshotID string              `json:"diskSnapshotID,omitempty"`
+	Nodes          []controlplane.Node `json:"nodes,omitempty"`
+	InternalLB     string              `json:"internalLB,omitempty"`
+	PublicLB       string              `json:"publicLB,omitempty"`
+	ClusterToken   string              `json:"clusterToken,omitempty"`
 	// EtcdRestoredAt is when the restored members first formed a quorum at
 	// the snapshot's revision. After it, 2.3 starts kube-apiservers that
 	// write (leases, endpoints): a resumed 2.3 accepts a revision past the
@@ -140,25 +124,9 @@ type State struct {
 	Postflight    *Postflight `json:"postflight,omitempty"`
 }
 
-func (s *State) labels(op string) map[string]string {
-	return map[string]string{LabelCluster: s.Cluster, LabelOperation: op}
-}
+func (s *State) labels(op string) map[string]string { return controlplane.Labels(s.Cluster, op) }
 
 func now() *time.Time {
 	t := time.Now().UTC()
 	return &t
-}
-
-// CloudAdvice is the cloud plugin's advice on timings behind its load
-// balancers (zero: none).
-type CloudAdvice struct {
-	DrainDelay             time.Duration `json:"drainDelay,omitempty"`
-	APIServerShutdownDelay time.Duration `json:"apiServerShutdownDelay,omitempty"`
-}
-
-// ShutdownDelay is kube-apiserver's --shutdown-delay-duration on the HA
-// nodes: triad's own figure for its health checks, or the cloud's if
-// longer (an NLB checks every 5 s at best).
-func (a CloudAdvice) ShutdownDelay() time.Duration {
-	return max(APIServerShutdownDelay, a.APIServerShutdownDelay)
 }

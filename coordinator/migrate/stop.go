@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
@@ -40,15 +40,6 @@ func (e *Env) stopControlPlane(ctx context.Context, op *engine.Op[State]) error 
 		}
 	}
 	return stop("kube-apiserver")
-}
-
-func (e *Env) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.GetEtcdStatusResponse, error) {
-	var st *agentv1.GetEtcdStatusResponse
-	err := e.CallAgent(ctx, endpoint, "etcd status", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
-		st, err = c.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
-		return err
-	})
-	return st, err
 }
 
 // revisionStable checks that nothing writes to etcd any more.
@@ -82,37 +73,20 @@ func (e *Env) startPods(ctx context.Context, op *engine.Op[State], endpoint stri
 // is not running (a host that crashed mid-migration), then every static
 // pod, and kube-apiserver must be ready.
 func (e *Env) startOriginalPods(ctx context.Context, op *engine.Op[State]) error {
-	inst, err := CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, op.State.Original.InstanceID) })
+	inst, err := controlplane.CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, op.State.Original.InstanceID) })
 	if err != nil {
 		return err
 	}
 	if inst.State != sdk.InstanceRunning && inst.PrivateIP != "" {
 		op.Logf("instance %s is %s; starting it", inst.ID, inst.State)
-		if _, err := CloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, inst.ID) }); err != nil {
+		if _, err := controlplane.CloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, inst.ID) }); err != nil {
 			return err
 		}
 	}
-	if err := e.startPods(ctx, op, e.originalAgent(op.State), ControlPlanePods); err != nil {
+	if err := e.startPods(ctx, op, e.originalAgent(op.State), controlplane.ControlPlanePods); err != nil {
 		return err
 	}
 	return e.WaitAPIServerReady(ctx, e.originalAgent(op.State))
-}
-
-func (e *Env) WaitAPIServerReady(ctx context.Context, endpoint string) error {
-	return Poll(ctx, e.Options.ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
-		var h *agentv1.GetHealthResponse
-		err := e.CallAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
-			h, err = c.GetHealth(ctx, &agentv1.GetHealthRequest{})
-			return err
-		})
-		if err != nil {
-			return false, err
-		}
-		if !h.GetHealth().GetApiserverReady() {
-			return false, errors.New(strings.Join(h.GetHealth().GetProblems(), "; "))
-		}
-		return true, nil
-	})
 }
 
 func (e *Env) snapshotEtcd(ctx context.Context, op *engine.Op[State]) error {
@@ -151,7 +125,7 @@ func (e *Env) snapshotEtcd(ctx context.Context, op *engine.Op[State]) error {
 
 func (e *Env) stopVM(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	inst, err := CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
+	inst, err := controlplane.CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, s.Original.InstanceID) })
 	if err != nil {
 		return err
 	}
@@ -164,18 +138,18 @@ func (e *Env) stopVM(ctx context.Context, op *engine.Op[State]) error {
 		}); err != nil {
 			return err
 		}
-		if _, err := CloudRetry(ctx, "stop instance", func() (sdk.Instance, error) { return e.Cloud.StopInstance(ctx, s.Original.InstanceID) }); err != nil {
+		if _, err := controlplane.CloudRetry(ctx, "stop instance", func() (sdk.Instance, error) { return e.Cloud.StopInstance(ctx, s.Original.InstanceID) }); err != nil {
 			return err
 		}
 	}
-	if err := Poll(ctx, e.Options.ReadyTimeout, time.Second, "instance "+s.Original.InstanceID+" stopped", func() (bool, error) {
+	if err := controlplane.Poll(ctx, e.Options.ReadyTimeout, time.Second, "instance "+s.Original.InstanceID+" stopped", func() (bool, error) {
 		inst, err := e.Cloud.GetInstance(ctx, s.Original.InstanceID)
 		return err == nil && inst.State == sdk.InstanceStopped, err
 	}); err != nil {
 		return err
 	}
 	for _, id := range []string{s.PrivateAddressID, s.PublicAddressID} {
-		if _, err := CloudRetry(ctx, "release address "+id, func() (sdk.Address, error) { return e.Cloud.ReleaseAddress(ctx, id) }); err != nil {
+		if _, err := controlplane.CloudRetry(ctx, "release address "+id, func() (sdk.Address, error) { return e.Cloud.ReleaseAddress(ctx, id) }); err != nil {
 			return err
 		}
 	}
@@ -202,7 +176,7 @@ func (e *Env) vmStopped(ctx context.Context, op *engine.Op[State]) error {
 func (e *Env) restartOriginal(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	for _, id := range []string{s.PrivateAddressID, s.PublicAddressID} {
-		a, err := CloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, id) })
+		a, err := controlplane.CloudRetry(ctx, "get address", func() (sdk.Address, error) { return e.Cloud.GetAddress(ctx, id) })
 		if err != nil {
 			return err
 		}
@@ -211,12 +185,12 @@ func (e *Env) restartOriginal(ctx context.Context, op *engine.Op[State]) error {
 		case a.InstanceID != "" || a.LoadBalancerID != "":
 			return fmt.Errorf("address %s is held by %s%s, not by the original instance %s", a.IP, a.InstanceID, a.LoadBalancerID, s.Original.InstanceID)
 		default:
-			if _, err := CloudRetry(ctx, "attach address "+a.IP, func() (sdk.Address, error) { return e.Cloud.AttachAddress(ctx, id, s.Original.InstanceID) }); err != nil {
+			if _, err := controlplane.CloudRetry(ctx, "attach address "+a.IP, func() (sdk.Address, error) { return e.Cloud.AttachAddress(ctx, id, s.Original.InstanceID) }); err != nil {
 				return err
 			}
 		}
 	}
-	if _, err := CloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, s.Original.InstanceID) }); err != nil {
+	if _, err := controlplane.CloudRetry(ctx, "start instance", func() (sdk.Instance, error) { return e.Cloud.StartInstance(ctx, s.Original.InstanceID) }); err != nil {
 		return err
 	}
 	return e.startOriginalPods(ctx, op)
@@ -224,7 +198,7 @@ func (e *Env) restartOriginal(ctx context.Context, op *engine.Op[State]) error {
 
 func (e *Env) snapshotDisk(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
-	snap, err := CloudRetry(ctx, "create disk snapshot", func() (sdk.DiskSnapshot, error) {
+	snap, err := controlplane.CloudRetry(ctx, "create disk snapshot", func() (sdk.DiskSnapshot, error) {
 		return e.Cloud.CreateDiskSnapshot(ctx, sdk.CreateDiskSnapshotRequest{IdempotencyToken: op.Record.ID + "-disk", InstanceID: s.Original.InstanceID, Labels: s.labels(op.Record.ID)})
 	})
 	if err != nil {
@@ -234,7 +208,7 @@ func (e *Env) snapshotDisk(ctx context.Context, op *engine.Op[State]) error {
 	if err := op.Save(); err != nil {
 		return err
 	}
-	return Poll(ctx, e.Options.ReadyTimeout, time.Second, "disk snapshot "+snap.ID+" ready", func() (bool, error) {
+	return controlplane.Poll(ctx, e.Options.ReadyTimeout, time.Second, "disk snapshot "+snap.ID+" ready", func() (bool, error) {
 		snap, err := e.Cloud.GetDiskSnapshot(ctx, snap.ID)
 		if err == nil && snap.State == sdk.DiskSnapshotError {
 			return false, fmt.Errorf("disk snapshot %s failed", snap.ID)
@@ -259,7 +233,7 @@ func (e *Env) deleteDiskSnapshot(ctx context.Context, op *engine.Op[State]) erro
 // whatever the cloud lists under the operation's labels (created just before
 // a crash, before its id was journaled). Already gone is not an error.
 func deleteCreated[T any](ctx context.Context, kind string, known []string, list func() ([]T, error), idOf func(T) string, del func(context.Context, string) error) error {
-	found, err := CloudRetry(ctx, "list "+kind+"s", list)
+	found, err := controlplane.CloudRetry(ctx, "list "+kind+"s", list)
 	if err != nil {
 		return err
 	}
@@ -274,7 +248,7 @@ func deleteCreated[T any](ctx context.Context, kind string, known []string, list
 		if !ok {
 			continue
 		}
-		if _, err := CloudRetry(ctx, "delete "+kind+" "+id, func() (struct{}, error) { return struct{}{}, del(ctx, id) }); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		if _, err := controlplane.CloudRetry(ctx, "delete "+kind+" "+id, func() (struct{}, error) { return struct{}{}, del(ctx, id) }); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			return err
 		}
 	}

@@ -20,12 +20,12 @@ import (
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/agentclient"
 	"github.com/triad-k8s/triad/coordinator/config"
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
 // LabelCluster marks every VM triad created for a cluster.
-const LabelCluster = migrate.LabelCluster
+const LabelCluster = controlplane.LabelCluster
 
 // Node is one control-plane node and its agent's latest report.
 type Node struct {

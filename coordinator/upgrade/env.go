@@ -13,11 +13,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
-	"github.com/triad-k8s/triad/coordinator/migrate"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -55,17 +54,17 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Env is what the steps act through: the migration's (agents, cloud,
-// Kubernetes) plus the upgrade's options.
+// Env is what the steps act through: the cluster (agents, cloud,
+// Kubernetes) and the upgrade's options.
 type Env struct {
-	*migrate.Env
+	*controlplane.Cluster
 	Options Options
 }
 
 // NewEnv returns an Env; Close it to drop the agent connections.
 func NewEnv(cfg *config.Cluster, cloud sdk.Provider, kube kubernetes.Interface, opts Options) *Env {
 	opts = opts.withDefaults()
-	return &Env{Env: migrate.NewEnv(cfg, cloud, kube, etcdsnap.Store{}, migrate.Options{AgentTimeout: opts.AgentTimeout, ReadyTimeout: opts.ReadyTimeout}), Options: opts}
+	return &Env{Cluster: controlplane.New(cfg, cloud, kube, controlplane.Options{AgentTimeout: opts.AgentTimeout, ReadyTimeout: opts.ReadyTimeout}), Options: opts}
 }
 
 // header stamps a mutating agent request.
@@ -73,21 +72,21 @@ func header(op *engine.Op[State]) *agentv1.RequestHeader {
 	return &agentv1.RequestHeader{OperationId: op.Record.ID, Epoch: op.Epoch(), Cluster: op.State.Cluster}
 }
 
-func (e *Env) endpoint(n migrate.Node) string { return e.AgentEndpoint(n.PrivateIP) }
+func (e *Env) endpoint(n controlplane.Node) string { return e.AgentEndpoint(n.PrivateIP) }
 
 // agentDo calls one agent RPC through CallAgent.
-func (e *Env) agentDo(ctx context.Context, n migrate.Node, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
+func (e *Env) agentDo(ctx context.Context, n controlplane.Node, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
 	return e.CallAgent(ctx, e.endpoint(n), what, f)
 }
 
-func (e *Env) setGate(ctx context.Context, op *engine.Op[State], n migrate.Node, open bool) error {
+func (e *Env) setGate(ctx context.Context, op *engine.Op[State], n controlplane.Node, open bool) error {
 	return e.agentDo(ctx, n, "set gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 		_, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: open})
 		return err
 	})
 }
 
-func (e *Env) pods(ctx context.Context, op *engine.Op[State], n migrate.Node, start bool, names ...string) error {
+func (e *Env) pods(ctx context.Context, op *engine.Op[State], n controlplane.Node, start bool, names ...string) error {
 	return e.agentDo(ctx, n, "static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 		var err error
 		if start {
@@ -103,7 +102,7 @@ func (e *Env) pods(ctx context.Context, op *engine.Op[State], n migrate.Node, st
 // that serve now: every agent answers, etcd has exactly their members, all
 // voting, one leader, no alarm, and every kube-apiserver is ready. It
 // returns the members' ids by node and the leader's id.
-func (e *Env) clusterHealthy(ctx context.Context, nodes []migrate.Node) (map[string]uint64, uint64, error) {
+func (e *Env) clusterHealthy(ctx context.Context, nodes []controlplane.Node) (map[string]uint64, uint64, error) {
 	ids := map[string]uint64{}
 	var leader uint64
 	var problems []string
@@ -152,7 +151,7 @@ func (e *Env) clusterHealthy(ctx context.Context, nodes []migrate.Node) (map[str
 // backendHealth waits until instance id has health want on both load
 // balancers.
 func (e *Env) backendHealth(ctx context.Context, s *State, id string, want sdk.BackendHealth) error {
-	return migrate.Poll(ctx, e.Options.ReadyTimeout, 250*time.Millisecond, fmt.Sprintf("instance %s %s on both load balancers", id, want), func() (bool, error) {
+	return controlplane.Poll(ctx, e.Options.ReadyTimeout, 250*time.Millisecond, fmt.Sprintf("instance %s %s on both load balancers", id, want), func() (bool, error) {
 		for _, lbID := range []string{s.InternalLB, s.PublicLB} {
 			lb, err := e.Cloud.GetLoadBalancer(ctx, lbID)
 			if err != nil {
@@ -173,7 +172,7 @@ func (e *Env) backendHealth(ctx context.Context, s *State, id string, want sdk.B
 // setBackends changes both load balancers' backends with edit.
 func (e *Env) setBackends(ctx context.Context, s *State, edit func([]string) []string) error {
 	for _, lbID := range []string{s.InternalLB, s.PublicLB} {
-		lb, err := migrate.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, lbID) })
+		lb, err := controlplane.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, lbID) })
 		if err != nil {
 			return err
 		}
@@ -187,7 +186,7 @@ func (e *Env) setBackends(ctx context.Context, s *State, edit func([]string) []s
 		if slices.Equal(want, sortedCopy(ids)) {
 			continue
 		}
-		if _, err := migrate.CloudRetry(ctx, "set backends of "+lbID, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerBackends(ctx, lbID, want) }); err != nil {
+		if _, err := controlplane.CloudRetry(ctx, "set backends of "+lbID, func() (sdk.LoadBalancer, error) { return e.Cloud.SetLoadBalancerBackends(ctx, lbID, want) }); err != nil {
 			return err
 		}
 	}
@@ -202,7 +201,7 @@ func sortedCopy(s []string) []string {
 
 // nodeClient is a Kubernetes client that talks to one node's
 // kube-apiserver directly, with the cluster's kubeconfig credentials.
-func (e *Env) nodeClient(n migrate.Node) (kubernetes.Interface, error) {
+func (e *Env) nodeClient(n controlplane.Node) (kubernetes.Interface, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", e.Config.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", e.Config.Kubeconfig, err)

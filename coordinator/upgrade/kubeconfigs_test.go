@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -13,9 +13,9 @@ import (
 // being replaced, whether or not it is the one this replacement replaces.
 func TestAReplacementsKubeconfigsNameOnlyAddressesThatOutliveTheUpgrade(t *testing.T) {
 	s := &State{PrivateIP: "10.0.0.5", PublicIP: "203.0.113.5", Nodes: []NodeUpgrade{
-		{Old: migrate.Node{Name: "cp-a", PrivateIP: "10.0.1.1"}, New: migrate.Node{Name: "cp-a-u1", PrivateIP: "10.0.1.11"}, Switched: true},
-		{Old: migrate.Node{Name: "cp-b", PrivateIP: "10.0.1.2"}, New: migrate.Node{Name: "cp-b-u1", PrivateIP: "10.0.1.12"}},
-		{Old: migrate.Node{Name: "cp-c", PrivateIP: "10.0.1.3"}, Skipped: true},
+		{Old: controlplane.Node{Name: "cp-a", PrivateIP: "10.0.1.1"}, New: controlplane.Node{Name: "cp-a-u1", PrivateIP: "10.0.1.11"}, Switched: true},
+		{Old: controlplane.Node{Name: "cp-b", PrivateIP: "10.0.1.2"}, New: controlplane.Node{Name: "cp-b-u1", PrivateIP: "10.0.1.12"}},
+		{Old: controlplane.Node{Name: "cp-c", PrivateIP: "10.0.1.3"}, Skipped: true},
 	}}
 	p := s.kubeconfigPolicy("10.0.1.12", "192.0.2.10:6443")
 	check := func(servers ...string) error {
@@ -23,7 +23,7 @@ func TestAReplacementsKubeconfigsNameOnlyAddressesThatOutliveTheUpgrade(t *testi
 		for i, server := range servers {
 			kcs = append(kcs, &agentv1.Kubeconfig{Name: []string{"admin.conf", "kubelet.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf"}[i], Servers: []string{server}})
 		}
-		_, err := migrate.CheckKubeconfigs(kcs, p)
+		_, err := controlplane.CheckKubeconfigs(kcs, p)
 		return err
 	}
 	if err := check("https://10.0.0.5:6443", "https://203.0.113.5:6443", "https://192.0.2.10:6443", "https://10.0.1.12:6443", "https://10.0.1.12:6443"); err != nil {

@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
-	"github.com/triad-k8s/triad/coordinator/migrate"
 	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
 )
 
@@ -29,13 +29,13 @@ func replacementName(old, op string) string {
 	return old + "-u" + op[max(0, len(op)-6):]
 }
 
-func peerURL(n migrate.Node) string {
+func peerURL(n controlplane.Node) string {
 	return "https://" + net.JoinHostPort(n.PrivateIP, "2380")
 }
 
 // voter is a serving node other than skip whose agent answers etcd status:
 // where membership changes are sent.
-func (e *Env) voter(ctx context.Context, s *State, skip ...string) (migrate.Node, *agentv1.GetEtcdStatusResponse, error) {
+func (e *Env) voter(ctx context.Context, s *State, skip ...string) (controlplane.Node, *agentv1.GetEtcdStatusResponse, error) {
 	var errs []error
 	for _, n := range s.Serving() {
 		if slices.Contains(skip, n.InstanceID) {
@@ -47,7 +47,7 @@ func (e *Env) voter(ctx context.Context, s *State, skip ...string) (migrate.Node
 		}
 		errs = append(errs, fmt.Errorf("%s: %v", n.Name, err))
 	}
-	return migrate.Node{}, nil, fmt.Errorf("no healthy etcd voter to change membership through: %w", errors.Join(errs...))
+	return controlplane.Node{}, nil, fmt.Errorf("no healthy etcd voter to change membership through: %w", errors.Join(errs...))
 }
 
 // runsEtcd tells whether the etcd static pod runs.
@@ -78,7 +78,7 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		}
 		nu.OldMemberID = ids[nu.Old.Name]
 		if leader == nu.OldMemberID {
-			var target migrate.Node
+			var target controlplane.Node
 			for _, n := range s.Serving() {
 				if n.InstanceID != nu.Old.InstanceID {
 					target = n
@@ -113,11 +113,11 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 	if nu.New.InstanceID == "" {
 		start := time.Now()
 		name := replacementName(nu.Old.Name, op.Record.ID)
-		boot, err := migrate.BootData(op.Record.ID, name)
+		boot, err := controlplane.BootData(op.Record.ID, name)
 		if err != nil {
 			return err
 		}
-		inst, err := migrate.CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
+		inst, err := controlplane.CloudRetry(ctx, "create instance "+name, func() (sdk.Instance, error) {
 			return e.Cloud.CreateInstance(ctx, sdk.CreateInstanceRequest{
 				IdempotencyToken: op.Record.ID + "-" + name, Name: name, Zone: nu.Old.Zone, Image: s.Image,
 				DiskSnapshotID: s.DiskSnapshotID, BootData: boot, Labels: s.labels(op.Record.ID),
@@ -126,7 +126,7 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		if err != nil {
 			return err
 		}
-		nu.New = migrate.Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP}
+		nu.New = controlplane.Node{InstanceID: inst.ID, Name: inst.Name, Zone: inst.Zone, PrivateIP: inst.PrivateIP}
 		nu.Timings.CreateVM = since(start)
 		if err := op.Save(); err != nil {
 			return err
@@ -216,9 +216,9 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 // own (controller-manager.conf and scheduler.conf name nothing else), the
 // load balancers' addresses, kubeadm's controlPlaneEndpoint or loopback;
 // never a node being replaced.
-func (e *Env) checkKubeconfigs(ctx context.Context, op *engine.Op[State], n migrate.Node) error {
+func (e *Env) checkKubeconfigs(ctx context.Context, op *engine.Op[State], n controlplane.Node) error {
 	s := op.State
-	endpoint, err := migrate.ControlPlaneEndpoint(ctx, e.Kube)
+	endpoint, err := controlplane.ControlPlaneEndpoint(ctx, e.Kube)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (e *Env) checkKubeconfigs(ctx context.Context, op *engine.Op[State], n migr
 	}); err != nil {
 		return fmt.Errorf("reading the kubeconfigs of %s: %w", n.Name, err)
 	}
-	check, err := migrate.CheckKubeconfigs(info.GetKubeconfigs(), p)
+	check, err := controlplane.CheckKubeconfigs(info.GetKubeconfigs(), p)
 	if err != nil {
 		return fmt.Errorf("kubeconfigs of %s after the rewrite: %w", n.Name, err)
 	}
@@ -242,8 +242,8 @@ func (e *Env) checkKubeconfigs(ctx context.Context, op *engine.Op[State], n migr
 // name: the load balancers' addresses (the migration's), kubeadm's
 // controlPlaneEndpoint, its own address or loopback. The address of every
 // node being replaced goes.
-func (s *State) kubeconfigPolicy(own, endpoint string) migrate.KubeconfigPolicy {
-	p := migrate.KubeconfigPolicy{Own: own, Live: []string{s.PrivateIP, s.PublicIP}, ControlPlaneEndpoint: endpoint, Gone: map[string]string{}}
+func (s *State) kubeconfigPolicy(own, endpoint string) controlplane.KubeconfigPolicy {
+	p := controlplane.KubeconfigPolicy{Own: own, Live: []string{s.PrivateIP, s.PublicIP}, ControlPlaneEndpoint: endpoint, Gone: map[string]string{}}
 	for _, nu := range s.Nodes {
 		if !nu.Skipped && nu.Old.PrivateIP != "" {
 			p.Gone[nu.Old.PrivateIP] = nu.Old.Name + "'s address, which this upgrade replaces"
@@ -302,7 +302,7 @@ func (e *Env) unjoin(ctx context.Context, op *engine.Op[State], at int) error {
 		}
 		op.Logf("instance %s (%s) deleted", id, name)
 	}
-	nu.New, nu.LearnerID, nu.Promoted, nu.Validated, nu.StartedAt = migrate.Node{}, 0, false, false, nil
+	nu.New, nu.LearnerID, nu.Promoted, nu.Validated, nu.StartedAt = controlplane.Node{}, 0, false, false, nil
 	if err := op.Save(); err != nil {
 		return err
 	}
@@ -345,7 +345,7 @@ func (e *Env) promote(ctx context.Context, op *engine.Op[State], at int) error {
 		if err != nil {
 			return err
 		}
-		if err := migrate.Poll(ctx, e.Options.CatchUpTimeout, 500*time.Millisecond, "learner "+nu.New.Name+" to catch up and be promoted", func() (bool, error) {
+		if err := controlplane.Poll(ctx, e.Options.CatchUpTimeout, 500*time.Millisecond, "learner "+nu.New.Name+" to catch up and be promoted", func() (bool, error) {
 			err := e.agentDo(ctx, voter, "promote", func(ctx context.Context, c agentv1.AgentServiceClient) error {
 				_, err := c.PromoteEtcdMember(ctx, &agentv1.PromoteEtcdMemberRequest{Header: header(op), MemberId: nu.LearnerID})
 				return err
@@ -513,9 +513,9 @@ func (e *Env) switchNode(ctx context.Context, op *engine.Op[State], at int) erro
 // control-plane ones) and retires the old Node, whose VM is gone.
 func (e *Env) replaceNode(ctx context.Context, op *engine.Op[State], nu *NodeUpgrade) error {
 	if nu.OldMeta == nil {
-		meta := migrate.KubeadmControlPlane()
+		meta := controlplane.KubeadmControlPlane()
 		if old, err := e.Kube.CoreV1().Nodes().Get(ctx, nu.Old.Name, metav1.GetOptions{}); err == nil {
-			meta = migrate.MetaOf(old)
+			meta = controlplane.MetaOf(old)
 		} else if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("reading the old Node %s: %w", nu.Old.Name, err)
 		}
@@ -524,13 +524,13 @@ func (e *Env) replaceNode(ctx context.Context, op *engine.Op[State], nu *NodeUpg
 			return err
 		}
 	}
-	if _, err := migrate.AdoptNodes(ctx, e.Kube, *nu.OldMeta, []string{nu.New.Name}, e.Options.ReadyTimeout, op.Logf); err != nil {
+	if _, err := controlplane.AdoptNodes(ctx, e.Kube, *nu.OldMeta, []string{nu.New.Name}, e.Options.ReadyTimeout, op.Logf); err != nil {
 		return err
 	}
 	if nu.Old.Name == nu.New.Name {
 		return nil
 	}
-	_, err := migrate.RetireNode(ctx, e.Kube, nu.Old.Name, op.Logf)
+	_, err := controlplane.RetireNode(ctx, e.Kube, nu.Old.Name, op.Logf)
 	return err
 }
 
@@ -546,7 +546,7 @@ func (e *Env) unswitch(ctx context.Context, op *engine.Op[State], at int) error 
 		op.Logf("%s's old member may be gone: finishing the switch to %s instead", nu.Old.Name, nu.New.Name)
 		return e.switchNode(ctx, op, at)
 	}
-	if err := e.pods(ctx, op, nu.Old, true, migrate.ControlPlanePods...); err != nil {
+	if err := e.pods(ctx, op, nu.Old, true, controlplane.ControlPlanePods...); err != nil {
 		return err
 	}
 	if err := e.WaitAPIServerReady(ctx, e.endpoint(nu.Old)); err != nil {
@@ -590,7 +590,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	for _, n := range nodes {
 		names = append(names, n.Name)
 	}
-	if err := migrate.WaitControlPlaneNodes(ctx, e.Kube, names, e.Options.ReadyTimeout); err != nil {
+	if err := controlplane.WaitControlPlaneNodes(ctx, e.Kube, names, e.Options.ReadyTimeout); err != nil {
 		return err
 	}
 	op.Logf("%d healthy voting members, every node on %s behind both load balancers; the control-plane Nodes are exactly %s, all Ready", len(nodes), s.Image, strings.Join(names, ", "))

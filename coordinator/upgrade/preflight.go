@@ -8,16 +8,28 @@ import (
 	"strings"
 
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 	"github.com/triad-k8s/triad/coordinator/engine"
-	"github.com/triad-k8s/triad/coordinator/migrate"
 )
 
+// Migrated is what the migration that built the HA control plane left for
+// the upgrades after it: the static addresses the load balancers serve, the
+// load balancers, and the disk snapshot that seeds new VMs.
+type Migrated struct {
+	Operation      string
+	PrivateIP      string
+	PublicIP       string
+	InternalLB     string
+	PublicLB       string
+	DiskSnapshotID string
+}
+
 // NewState is an upgrade's state before preflight: the target and what the
-// migration built (load balancers, addresses, disk snapshot).
-func NewState(cluster string, from *migrate.State, migration, image, kubernetesVersion, diskSnapshotID string) *State {
+// migration built (nil: the cluster has no succeeded migration).
+func NewState(cluster string, from *Migrated, image, kubernetesVersion, diskSnapshotID string) *State {
 	s := &State{Cluster: cluster, Image: image, KubernetesVersion: kubernetesVersion, DiskSnapshotID: diskSnapshotID}
 	if from != nil {
-		s.Migration, s.PrivateIP, s.PublicIP, s.InternalLB, s.PublicLB = migration, from.PrivateIP, from.PublicIP, from.InternalLB, from.PublicLB
+		s.Migration, s.PrivateIP, s.PublicIP, s.InternalLB, s.PublicLB = from.Operation, from.PrivateIP, from.PublicIP, from.InternalLB, from.PublicLB
 		if s.DiskSnapshotID == "" {
 			s.DiskSnapshotID = from.DiskSnapshotID
 		}
@@ -45,15 +57,15 @@ func (s *State) Validate() error {
 }
 
 // currentNodes are the instances behind the internal load balancer.
-func (e *Env) currentNodes(ctx context.Context, s *State) ([]migrate.Node, map[string]string, error) {
-	lb, err := migrate.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, s.InternalLB) })
+func (e *Env) currentNodes(ctx context.Context, s *State) ([]controlplane.Node, map[string]string, error) {
+	lb, err := controlplane.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, s.InternalLB) })
 	if err != nil {
 		return nil, nil, err
 	}
-	var nodes []migrate.Node
+	var nodes []controlplane.Node
 	images := map[string]string{}
 	for _, b := range lb.Backends {
-		in, err := migrate.CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, b.InstanceID) })
+		in, err := controlplane.CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, b.InstanceID) })
 		if err != nil {
 			return nil, nil, err
 		}
@@ -63,7 +75,7 @@ func (e *Env) currentNodes(ctx context.Context, s *State) ([]migrate.Node, map[s
 		if b.Health != sdk.BackendHealthy {
 			return nil, nil, fmt.Errorf("backend %s (%s) is %s on load balancer %s", in.ID, in.Name, b.Health, lb.ID)
 		}
-		nodes = append(nodes, migrate.Node{InstanceID: in.ID, Name: in.Name, Zone: in.Zone, PrivateIP: in.PrivateIP})
+		nodes = append(nodes, controlplane.Node{InstanceID: in.ID, Name: in.Name, Zone: in.Zone, PrivateIP: in.PrivateIP})
 		images[in.ID] = in.Image
 	}
 	return nodes, images, nil
@@ -78,11 +90,11 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	if err != nil {
 		return err
 	}
-	s.CloudAdvice = migrate.CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
+	s.CloudAdvice = controlplane.CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
 	if len(info.Images) > 0 && !slices.Contains(info.Images, s.Image) {
 		return fmt.Errorf("image %q is not offered by cloud %s (it offers %s)", s.Image, info.Name, strings.Join(info.Images, ", "))
 	}
-	snap, err := migrate.CloudRetry(ctx, "get disk snapshot", func() (sdk.DiskSnapshot, error) { return e.Cloud.GetDiskSnapshot(ctx, s.DiskSnapshotID) })
+	snap, err := controlplane.CloudRetry(ctx, "get disk snapshot", func() (sdk.DiskSnapshot, error) { return e.Cloud.GetDiskSnapshot(ctx, s.DiskSnapshotID) })
 	if err != nil {
 		return fmt.Errorf("disk snapshot %s: %w", s.DiskSnapshotID, err)
 	}
@@ -104,7 +116,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 		return err
 	}
 	// Followers first (by name, for a stable plan), the leader last.
-	slices.SortFunc(nodes, func(a, b migrate.Node) int {
+	slices.SortFunc(nodes, func(a, b controlplane.Node) int {
 		if (ids[a.Name] == leader) != (ids[b.Name] == leader) {
 			if ids[a.Name] == leader {
 				return 1
@@ -133,14 +145,14 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 
 // lbsHealthy checks that both load balancers send traffic to exactly nodes,
 // all healthy.
-func (e *Env) lbsHealthy(ctx context.Context, s *State, nodes []migrate.Node) error {
+func (e *Env) lbsHealthy(ctx context.Context, s *State, nodes []controlplane.Node) error {
 	var want []string
 	for _, n := range nodes {
 		want = append(want, n.InstanceID)
 	}
 	slices.Sort(want)
 	for _, id := range []string{s.InternalLB, s.PublicLB} {
-		lb, err := migrate.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, id) })
+		lb, err := controlplane.CloudRetry(ctx, "get load balancer", func() (sdk.LoadBalancer, error) { return e.Cloud.GetLoadBalancer(ctx, id) })
 		if err != nil {
 			return err
 		}

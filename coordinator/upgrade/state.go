@@ -3,7 +3,7 @@ package upgrade
 import (
 	"time"
 
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 )
 
 // Kind is the journal's name for this operation.
@@ -13,9 +13,9 @@ const Kind = "upgrade"
 // goes so that a resumed or rolled-back upgrade knows what exists.
 type NodeUpgrade struct {
 	// Old is the node being replaced; OldMemberID its etcd member.
-	Old         migrate.Node `json:"old"`
-	OldImage    string       `json:"oldImage"`
-	OldMemberID uint64       `json:"oldMemberID,string"`
+	Old         controlplane.Node `json:"old"`
+	OldImage    string            `json:"oldImage"`
+	OldMemberID uint64            `json:"oldMemberID,string"`
 	// Leader: the old node's member led etcd at preflight.
 	Leader bool `json:"leader,omitempty"`
 	// Skipped: the node already ran the target image at preflight.
@@ -25,18 +25,18 @@ type NodeUpgrade struct {
 	Drained bool `json:"drained,omitempty"`
 	// New is the replacement VM, once created; LearnerID its etcd
 	// member, once added.
-	New       migrate.Node `json:"new"`
-	LearnerID uint64       `json:"learnerID,string,omitempty"`
-	Promoted  bool         `json:"promoted,omitempty"`
-	Validated bool         `json:"validated,omitempty"`
+	New       controlplane.Node `json:"new"`
+	LearnerID uint64            `json:"learnerID,string,omitempty"`
+	Promoted  bool              `json:"promoted,omitempty"`
+	Validated bool              `json:"validated,omitempty"`
 	// Switched: the old member is being (or was) removed. From here the
 	// node cannot go back to the old VM; an undo finishes the switch to
 	// the new one instead.
 	Switched bool `json:"switched,omitempty"`
 	// OldMeta is the old Node's labels and taints, read before it is
 	// retired, for the new Node to carry.
-	OldMeta *migrate.NodeMeta `json:"oldMeta,omitempty"`
-	Done    bool              `json:"done,omitempty"`
+	OldMeta *controlplane.NodeMeta `json:"oldMeta,omitempty"`
+	Done    bool                   `json:"done,omitempty"`
 	// StartedAt is when the node's join began; Timings the parts, for
 	// the report and make bench.
 	StartedAt *time.Time `json:"startedAt,omitempty"`
@@ -77,7 +77,7 @@ type State struct {
 	Nodes     []NodeUpgrade `json:"nodes"`
 	StartedAt *time.Time    `json:"startedAt,omitempty"`
 	// CloudAdvice is what the cloud plugin advised at preflight.
-	CloudAdvice migrate.CloudAdvice `json:"cloudAdvice,omitzero"`
+	CloudAdvice controlplane.CloudAdvice `json:"cloudAdvice,omitzero"`
 	// LeaderMoves are when etcd leadership was handed over: etcd drops the
 	// proposals in flight at that moment (kube-apiserver answers those
 	// writes with 500 "raft proposal dropped"), the one disruption a
@@ -86,13 +86,13 @@ type State struct {
 }
 
 func (s *State) labels(op string) map[string]string {
-	return map[string]string{migrate.LabelCluster: s.Cluster, migrate.LabelOperation: op}
+	return map[string]string{controlplane.LabelCluster: s.Cluster, controlplane.LabelOperation: op}
 }
 
 // Serving are the nodes that serve now: each node's new VM once it is
 // switched, its old one before.
-func (s *State) Serving() []migrate.Node {
-	var out []migrate.Node
+func (s *State) Serving() []controlplane.Node {
+	var out []controlplane.Node
 	for _, n := range s.Nodes {
 		if n.Switched {
 			out = append(out, n.New)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/triad-k8s/triad/coordinator/migrate"
+	"github.com/triad-k8s/triad/coordinator/controlplane"
 )
 
 func TestReplacementNamesStayShortAcrossUpgrades(t *testing.T) {
@@ -23,17 +23,17 @@ func TestReplacementNamesStayShortAcrossUpgrades(t *testing.T) {
 }
 
 func TestBadInputIsRefusedBeforeAnythingStarts(t *testing.T) {
-	migrated := &migrate.State{PrivateIP: "10.0.0.10", PublicIP: "203.0.113.10", InternalLB: "lb-1", PublicLB: "lb-2", DiskSnapshotID: "snap-1"}
+	migrated := &Migrated{Operation: "m-1", PrivateIP: "10.0.0.10", PublicIP: "203.0.113.10", InternalLB: "lb-1", PublicLB: "lb-2", DiskSnapshotID: "snap-1"}
 	for _, tc := range []struct {
 		name  string
 		state *State
 		want  []string
 	}{
-		{"no image", NewState("c", migrated, "m-1", "", "", ""), []string{"--image is required"}},
-		{"never migrated", NewState("c", nil, "", "img", "", "snap-9"), []string{"no succeeded migration"}},
-		{"no disk snapshot", NewState("c", &migrate.State{InternalLB: "lb-1", PublicLB: "lb-2"}, "m-1", "img", "", ""), []string{"--disk-snapshot"}},
-		{"bad version", NewState("c", migrated, "m-1", "img", "1.36", ""), []string{`--kubernetes-version "1.36"`}},
-		{"everything at once", NewState("c", nil, "", "", "x y", ""), []string{"--image", "no succeeded migration", "--disk-snapshot", "--kubernetes-version"}},
+		{"no image", NewState("c", migrated, "", "", ""), []string{"--image is required"}},
+		{"never migrated", NewState("c", nil, "img", "", "snap-9"), []string{"no succeeded migration"}},
+		{"no disk snapshot", NewState("c", &Migrated{Operation: "m-1", InternalLB: "lb-1", PublicLB: "lb-2"}, "img", "", ""), []string{"--disk-snapshot"}},
+		{"bad version", NewState("c", migrated, "img", "1.36", ""), []string{`--kubernetes-version "1.36"`}},
+		{"everything at once", NewState("c", nil, "", "x y", ""), []string{"--image", "no succeeded migration", "--disk-snapshot", "--kubernetes-version"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.state.Validate()
@@ -47,23 +47,23 @@ func TestBadInputIsRefusedBeforeAnythingStarts(t *testing.T) {
 			}
 		})
 	}
-	ok := NewState("c", migrated, "m-1", "img", "v1.36.4+build.1", "")
+	ok := NewState("c", migrated, "img", "v1.36.4+build.1", "")
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("good input refused: %v", err)
 	}
 	if ok.DiskSnapshotID != "snap-1" || ok.InternalLB != "lb-1" || ok.PrivateIP != "10.0.0.10" {
 		t.Errorf("state from the migration: %+v", ok)
 	}
-	if own := NewState("c", migrated, "m-1", "img", "", "snap-2"); own.DiskSnapshotID != "snap-2" {
+	if own := NewState("c", migrated, "img", "", "snap-2"); own.DiskSnapshotID != "snap-2" {
 		t.Errorf("--disk-snapshot ignored: %+v", own)
 	}
 }
 
 func TestServingFollowsEachNodesSwitch(t *testing.T) {
 	s := &State{Nodes: []NodeUpgrade{
-		{Old: migrate.Node{Name: "a"}, New: migrate.Node{Name: "a2"}, Switched: true},
-		{Old: migrate.Node{Name: "b"}, New: migrate.Node{Name: "b2"}},
-		{Old: migrate.Node{Name: "c"}},
+		{Old: controlplane.Node{Name: "a"}, New: controlplane.Node{Name: "a2"}, Switched: true},
+		{Old: controlplane.Node{Name: "b"}, New: controlplane.Node{Name: "b2"}},
+		{Old: controlplane.Node{Name: "c"}},
 	}}
 	var names []string
 	for _, n := range s.Serving() {

@@ -1,4 +1,4 @@
-package migrate
+package controlplane
 
 // The control-plane Nodes after an operation: the new ones look like the
 // ones kubeadm makes, and the ones whose VMs are gone go.
@@ -100,7 +100,7 @@ func AdoptNodes(ctx context.Context, kube kubernetes.Interface, meta NodeMeta, n
 			if err != nil {
 				return false, err
 			}
-			if !nodeReady(n) {
+			if !NodeReady(n) {
 				return false, errors.New("not Ready")
 			}
 			return true, nil
@@ -175,12 +175,12 @@ func RetireNode(ctx context.Context, kube kubernetes.Interface, name string, log
 		}
 	}
 	if len(lost) > 0 {
-		logf("Node %s: pods no controller owns go with it: %s", name, strings.Join(first(lost, 10), ", "))
+		logf("Node %s: pods no controller owns go with it: %s", name, strings.Join(First(lost, 10), ", "))
 	}
 	if err := kube.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return deleted, fmt.Errorf("deleting Node %s: %w", name, err)
 	}
-	logf("Node %s deleted; %d of its pods deleted for their controllers to replace: %s", name, len(deleted), strings.Join(first(deleted, 10), ", "))
+	logf("Node %s deleted; %d of its pods deleted for their controllers to replace: %s", name, len(deleted), strings.Join(First(deleted, 10), ", "))
 	return deleted, nil
 }
 
@@ -193,9 +193,9 @@ type CoreDNSState struct {
 	OnOriginal int   `json:"onOriginal,omitempty"`
 }
 
-// coreDNSBaseline reads CoreDNS's ready replicas and how many of its pods
+// CoreDNSBaseline reads CoreDNS's ready replicas and how many of its pods
 // run on node; nil when the cluster has no CoreDNS.
-func coreDNSBaseline(ctx context.Context, kube kubernetes.Interface, node string) (*CoreDNSState, error) {
+func CoreDNSBaseline(ctx context.Context, kube kubernetes.Interface, node string) (*CoreDNSState, error) {
 	d, err := kube.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, CoreDNS, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -240,7 +240,7 @@ func ControlPlaneNodes(ctx context.Context, kube kubernetes.Interface, want []st
 	var have, notReady []string
 	for _, n := range nodes.Items {
 		have = append(have, n.Name)
-		if !nodeReady(&n) {
+		if !NodeReady(&n) {
 			notReady = append(notReady, n.Name)
 		}
 	}
@@ -267,4 +267,22 @@ func WaitControlPlaneNodes(ctx context.Context, kube kubernetes.Interface, want 
 		err := ControlPlaneNodes(ctx, kube, want)
 		return err == nil, err
 	})
+}
+
+// NodeReady reports whether n's Ready condition is True.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// First is s cut to n elements, with a last one saying how many more.
+func First(s []string, n int) []string {
+	if len(s) > n {
+		return append(slices.Clone(s[:n]), fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
 }

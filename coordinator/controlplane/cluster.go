@@ -1,0 +1,277 @@
+// Package controlplane is a triad-managed control plane as every operation
+// sees it: its nodes and the labels that find them, the agents on them
+// (reached through one retried and fenced facade), etcd through those
+// agents, the cloud through a retrying wrapper, and what kubeadm keeps in
+// the Kubernetes API. The migration and the upgrade both stand on it and
+// import neither each other nor anything above them.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/triad-k8s/triad/agent/bootdata"
+	"github.com/triad-k8s/triad/cloudplugins/sdk"
+	"github.com/triad-k8s/triad/coordinator/agentclient"
+	"github.com/triad-k8s/triad/coordinator/config"
+	"github.com/triad-k8s/triad/coordinator/engine"
+	agentv1 "github.com/triad-k8s/triad/proto/triad/agent/v1"
+)
+
+// Labels put on everything an operation creates, so that an undo finds it
+// even if the coordinator died between creating it and journaling its id.
+const (
+	LabelCluster   = "triad.dev/cluster"
+	LabelOperation = "triad.dev/operation"
+)
+
+// Labels are the labels of what operation op creates for cluster.
+func Labels(cluster, op string) map[string]string {
+	return map[string]string{LabelCluster: cluster, LabelOperation: op}
+}
+
+// ControlPlanePods are the static pods of a kubeadm control-plane node.
+var ControlPlanePods = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// Node is one control-plane VM.
+type Node struct {
+	InstanceID string `json:"instanceID"`
+	Name       string `json:"name"`
+	Zone       string `json:"zone"`
+	PrivateIP  string `json:"privateIP"`
+}
+
+// InstanceIDs are the nodes' cloud instance ids.
+func InstanceIDs(nodes []Node) []string {
+	var ids []string
+	for _, n := range nodes {
+		ids = append(ids, n.InstanceID)
+	}
+	return ids
+}
+
+// BootData is what a new control-plane VM is booted with: hold the static
+// pods at its first start, until the coordinator starts them. Its id is
+// unique to the operation and the node, so the agent applies it once.
+func BootData(operation, node string) ([]byte, error) {
+	return bootdata.Data{ID: operation + "/" + node, HoldStaticPods: ControlPlanePods}.Marshal()
+}
+
+// The load balancers' health check of the gate.
+const (
+	LBCheckInterval      = time.Second
+	LBUnhealthyThreshold = 2
+)
+
+// APIServerShutdownDelay is the --shutdown-delay-duration of the HA
+// kube-apiservers: a stopping server keeps serving until the load balancers
+// have seen its /readyz (behind the gate) fail, plus a second.
+const APIServerShutdownDelay = LBUnhealthyThreshold*LBCheckInterval + time.Second
+
+// CloudAdvice is the cloud plugin's advice on timings behind its load
+// balancers (zero: none).
+type CloudAdvice struct {
+	DrainDelay             time.Duration `json:"drainDelay,omitempty"`
+	APIServerShutdownDelay time.Duration `json:"apiServerShutdownDelay,omitempty"`
+}
+
+// ShutdownDelay is kube-apiserver's --shutdown-delay-duration on the HA
+// nodes: triad's own figure for its health checks, or the cloud's if
+// longer (an NLB checks every 5 s at best).
+func (a CloudAdvice) ShutdownDelay() time.Duration {
+	return max(APIServerShutdownDelay, a.APIServerShutdownDelay)
+}
+
+// Options tune how the cluster is reached.
+type Options struct {
+	// AgentTimeout bounds how long an unreachable agent is retried;
+	// default 2m.
+	AgentTimeout time.Duration
+	// ReadyTimeout bounds the wait for a kube-apiserver to be ready;
+	// default 5m.
+	ReadyTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.AgentTimeout <= 0 {
+		o.AgentTimeout = 2 * time.Minute
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 5 * time.Minute
+	}
+	return o
+}
+
+// Cluster is what an operation acts through: the cluster's configuration,
+// its cloud, its Kubernetes API and a pool of agent connections.
+type Cluster struct {
+	Config *config.Cluster
+	Cloud  sdk.Provider
+	Kube   kubernetes.Interface
+
+	opts   Options
+	mu     sync.Mutex
+	agents map[string]*agentclient.Client
+}
+
+// New returns a Cluster; Close it to drop the agent connections.
+func New(cfg *config.Cluster, cloud sdk.Provider, kube kubernetes.Interface, opts Options) *Cluster {
+	return &Cluster{Config: cfg, Cloud: cloud, Kube: kube, opts: opts.withDefaults(), agents: map[string]*agentclient.Client{}}
+}
+
+// Close closes every agent connection.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.agents {
+		a.Close()
+	}
+	c.agents = map[string]*agentclient.Client{}
+}
+
+// AgentEndpoint is the agent's address on the node with private address ip.
+func (c *Cluster) AgentEndpoint(ip string) string {
+	return net.JoinHostPort(ip, strconv.Itoa(c.Config.Agent.Port))
+}
+
+func (c *Cluster) agent(endpoint string) (*agentclient.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.agents == nil {
+		c.agents = map[string]*agentclient.Client{}
+	}
+	if a, ok := c.agents[endpoint]; ok {
+		return a, nil
+	}
+	a, err := agentclient.Dial(endpoint, c.Config.Name, c.Config.TLSFiles())
+	if err != nil {
+		return nil, err
+	}
+	c.agents[endpoint] = a
+	return a, nil
+}
+
+// CallAgent runs f against the agent at endpoint, retrying while the agent
+// is unreachable (a restarting agent or a booting VM) for up to
+// AgentTimeout. A stale epoch becomes engine.ErrFenced.
+func (c *Cluster) CallAgent(ctx context.Context, endpoint, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
+	a, err := c.agent(endpoint)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(c.opts.withDefaults().AgentTimeout)
+	for attempt := 1; ; attempt++ {
+		err = f(ctx, a)
+		if err == nil {
+			return nil
+		}
+		st, _ := status.FromError(err)
+		if agentclient.Fenced(err) {
+			return fmt.Errorf("agent %s, %s: %w: %s", endpoint, what, engine.ErrFenced, st.Message())
+		}
+		if st.Code() != codes.Unavailable || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("agent %s, %s: %w", endpoint, what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent %s, %s: %w", endpoint, what, ctx.Err())
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 3*time.Second)):
+		}
+	}
+}
+
+// EtcdStatus is etcd as the agent at endpoint sees it.
+func (c *Cluster) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.GetEtcdStatusResponse, error) {
+	var st *agentv1.GetEtcdStatusResponse
+	err := c.CallAgent(ctx, endpoint, "etcd status", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+		st, err = a.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
+		return err
+	})
+	return st, err
+}
+
+// WaitAPIServerReady waits up to ReadyTimeout for the agent at endpoint to
+// report its kube-apiserver ready.
+func (c *Cluster) WaitAPIServerReady(ctx context.Context, endpoint string) error {
+	return Poll(ctx, c.opts.withDefaults().ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
+		var h *agentv1.GetHealthResponse
+		err := c.CallAgent(ctx, endpoint, "health", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+			h, err = a.GetHealth(ctx, &agentv1.GetHealthRequest{})
+			return err
+		})
+		if err != nil {
+			return false, err
+		}
+		if !h.GetHealth().GetApiserverReady() {
+			return false, errors.New(strings.Join(h.GetHealth().GetProblems(), "; "))
+		}
+		return true, nil
+	})
+}
+
+// CloudRetry retries a cloud call that failed with ErrUnavailable, three
+// attempts in all. Every cloud call of the SDK is safe to retry.
+func CloudRetry[T any](ctx context.Context, what string, f func() (T, error)) (T, error) {
+	var zero T
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var v T
+		if v, err = f(); err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, sdk.ErrUnavailable) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+	}
+	return zero, fmt.Errorf("cloud %s: %w", what, err)
+}
+
+// Poll calls f every interval until it returns true, an error, or timeout;
+// on timeout the error names what was awaited and f's last complaint.
+func Poll(ctx context.Context, timeout, interval time.Duration, what string, f func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := f()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s (last: %v)", timeout, what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Parallel runs f for every node at once and joins the errors.
+func Parallel(nodes []Node, f func(n Node) error) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			if err := f(n); err != nil {
+				errs[i] = fmt.Errorf("%s (%s): %w", n.Name, n.PrivateIP, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
