@@ -228,20 +228,12 @@ func (e *Env) restoreEtcd(ctx context.Context, op *engine.Op[State]) error {
 	// started by the run it resumes, their writes on top of the restore.
 	atLeast := s.EtcdRestoredAt != nil
 	if err := controlplane.Poll(ctx, e.Options.ReadyTimeout, time.Second, "etcd quorum with every member at the snapshot's revision", func() (bool, error) {
-		var leader uint64
+		view := e.Etcd(ctx, s.Nodes)
+		if problems := view.Problems(len(s.Nodes)); len(problems) > 0 {
+			return false, errors.New(strings.Join(problems, "; "))
+		}
 		for _, n := range s.Nodes {
-			st, err := e.EtcdStatus(ctx, e.AgentEndpoint(n.PrivateIP))
-			if err != nil {
-				return false, err
-			}
-			if len(st.GetMembers()) != len(s.Nodes) || st.GetLeaderId() == 0 || !st.GetHealthy() {
-				return false, fmt.Errorf("%s: %d members, leader %x, healthy %v", n.Name, len(st.GetMembers()), st.GetLeaderId(), st.GetHealthy())
-			}
-			if leader != 0 && st.GetLeaderId() != leader {
-				return false, fmt.Errorf("members disagree on the leader")
-			}
-			leader = st.GetLeaderId()
-			if rev := st.GetRevision(); rev != s.Snapshot.Revision && !(atLeast && rev > s.Snapshot.Revision) {
+			if rev := view.Status[n.Name].GetRevision(); rev != s.Snapshot.Revision && !(atLeast && rev > s.Snapshot.Revision) {
 				return false, fmt.Errorf("%s reports revision %d, snapshot %d", n.Name, rev, s.Snapshot.Revision)
 			}
 		}

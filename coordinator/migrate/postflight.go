@@ -25,27 +25,17 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	if err := e.replaceOriginalNode(ctx, op, pf); err != nil {
 		return err
 	}
-	var problems []string
-	var leader uint64
+	view := e.Etcd(ctx, s.Nodes)
 	for _, n := range s.Nodes {
-		st, err := e.EtcdStatus(ctx, e.AgentEndpoint(n.PrivateIP))
-		if err != nil {
+		if err := view.Err[n.Name]; err != nil {
 			return err
 		}
-		voters := 0
-		for _, m := range st.GetMembers() {
-			if !m.GetIsLearner() {
-				voters++
-			}
-		}
-		if voters != 3 || len(st.GetMembers()) != 3 || !st.GetHealthy() || len(st.GetAlarms()) > 0 {
-			problems = append(problems, fmt.Sprintf("etcd on %s: %d voting of %d members, healthy %v, alarms %v", n.Name, voters, len(st.GetMembers()), st.GetHealthy(), st.GetAlarms()))
-		}
-		if leader != 0 && st.GetLeaderId() != leader {
-			problems = append(problems, "etcd members disagree on the leader")
-		}
-		leader = st.GetLeaderId()
-		pf.Members, pf.Revision = voters, st.GetRevision()
+	}
+	problems := view.Problems(3)
+	for _, n := range s.Nodes {
+		st := view.Status[n.Name]
+		pf.Members, _ = controlplane.Voters(st)
+		pf.Revision = st.GetRevision()
 	}
 	if pf.Revision < s.Baseline.Revision {
 		problems = append(problems, fmt.Sprintf("etcd revision %d went below the baseline %d", pf.Revision, s.Baseline.Revision))

@@ -103,35 +103,9 @@ func (e *Env) pods(ctx context.Context, op *engine.Op[State], n controlplane.Nod
 // voting, one leader, no alarm, and every kube-apiserver is ready. It
 // returns the members' ids by node and the leader's id.
 func (e *Env) clusterHealthy(ctx context.Context, nodes []controlplane.Node) (map[string]uint64, uint64, error) {
-	ids := map[string]uint64{}
-	var leader uint64
-	var problems []string
+	view := e.Etcd(ctx, nodes)
+	problems := view.Problems(len(nodes))
 	for _, n := range nodes {
-		st, err := e.EtcdStatus(ctx, e.endpoint(n))
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", n.Name, err))
-			continue
-		}
-		voters, learners := 0, 0
-		for _, m := range st.GetMembers() {
-			if m.GetIsLearner() {
-				learners++
-			} else {
-				voters++
-			}
-		}
-		switch {
-		case !st.GetHealthy():
-			problems = append(problems, n.Name+": etcd not healthy (no leader or no quorum)")
-		case voters != len(nodes) || learners != 0:
-			problems = append(problems, fmt.Sprintf("%s: etcd has %d voting members and %d learners, want %d and none", n.Name, voters, learners, len(nodes)))
-		case len(st.GetAlarms()) > 0:
-			problems = append(problems, fmt.Sprintf("%s: etcd alarms %v", n.Name, st.GetAlarms()))
-		case leader != 0 && st.GetLeaderId() != leader:
-			problems = append(problems, n.Name+": members disagree on the leader")
-		}
-		leader = st.GetLeaderId()
-		ids[n.Name] = st.GetMemberId()
 		var h *agentv1.GetHealthResponse
 		if err := e.agentDo(ctx, n, "health", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
 			h, err = c.GetHealth(ctx, &agentv1.GetHealthRequest{})
@@ -145,7 +119,7 @@ func (e *Env) clusterHealthy(ctx context.Context, nodes []controlplane.Node) (ma
 	if len(problems) > 0 {
 		return nil, 0, errors.New(strings.Join(problems, "; "))
 	}
-	return ids, leader, nil
+	return view.MemberIDs(), view.Leader(), nil
 }
 
 // backendHealth waits until instance id has health want on both load
