@@ -46,10 +46,7 @@ func newMigrateCommand(g *globals) *cobra.Command {
 without reconfiguring any client: the internal and public load balancers take
 over the node's static private and public addresses.
 
-Steps (names as plan, run, status and the journal show them):
-  preflight, 1.1-stop-control-plane, 1.2-snapshot-etcd, 1.3-stop-vm,
-  1.4-snapshot-disk, 2.1-create-ha-vms, 2.2-create-load-balancers,
-  2.3-restore-etcd, 3.1-open-traffic (point of no return), postflight.
+` + migrateStepsHelp() + `
 
 Any failure before 3.1 rolls back automatically to the original VM, which
 then serves with exactly the data it had. Every step is journaled (bbolt in

@@ -37,22 +37,9 @@ func newUpgradeCommand(g *globals) *cobra.Command {
 		Use:   "upgrade",
 		Short: "Replace the HA control plane's nodes one at a time with VMs of a new image, with no failed request",
 		Long: `upgrade replaces each control-plane node of a migrated cluster with a VM of a
-new image, one node at a time, followers first and the etcd leader last:
+new image, one node at a time, followers first and the etcd leader last.
 
-  node-N-join     move etcd leadership away if the node leads; close its gate
-                  and wait until both load balancers send it nothing new;
-                  create the replacement (surge) from --image and the disk
-                  snapshot; re-issue its certificates; add it as an etcd
-                  learner and start etcd with an empty data directory
-  node-N-promote  promote the learner once it has caught up; start
-                  kube-apiserver, kube-controller-manager, kube-scheduler on
-                  it (manifests retagged to --kubernetes-version if given);
-                  validate it directly: readyz, etcd voting member, a write
-                  and a read through it
-  node-N-switch   add it to both load balancers and open its gate; stop the
-                  old node's control plane (kube-apiserver shuts down
-                  gracefully on a drained node); remove the old member;
-                  take the old VM out of the load balancers and delete it
+` + upgradeStepsHelp() + `
 
 A failure rolls the node in progress back (new member removed, new VM
 deleted, old node serving again) and stops the upgrade with the cluster
