@@ -102,7 +102,8 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults fills in the defaults of the options left zero.
+func (o Options) WithDefaults() Options {
 	if o.AgentTimeout <= 0 {
 		o.AgentTimeout = 2 * time.Minute
 	}
@@ -126,7 +127,7 @@ type Cluster struct {
 
 // New returns a Cluster; Close it to drop the agent connections.
 func New(cfg *config.Cluster, cloud sdk.Provider, kube kubernetes.Interface, opts Options) *Cluster {
-	return &Cluster{Config: cfg, Cloud: cloud, Kube: kube, opts: opts.withDefaults(), agents: map[string]*agentclient.Client{}}
+	return &Cluster{Config: cfg, Cloud: cloud, Kube: kube, opts: opts.WithDefaults(), agents: map[string]*agentclient.Client{}}
 }
 
 // Close closes every agent connection.
@@ -169,7 +170,7 @@ func (c *Cluster) CallAgent(ctx context.Context, endpoint, what string, f func(c
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(c.opts.withDefaults().AgentTimeout)
+	deadline := time.Now().Add(c.opts.WithDefaults().AgentTimeout)
 	for attempt := 1; ; attempt++ {
 		err = f(ctx, a)
 		if err == nil {
@@ -203,7 +204,7 @@ func (c *Cluster) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.Get
 // WaitAPIServerReady waits up to ReadyTimeout for the agent at endpoint to
 // report its kube-apiserver ready.
 func (c *Cluster) WaitAPIServerReady(ctx context.Context, endpoint string) error {
-	return Poll(ctx, c.opts.withDefaults().ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
+	return Poll(ctx, c.opts.WithDefaults().ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
 		var h *agentv1.GetHealthResponse
 		err := c.CallAgent(ctx, endpoint, "health", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
 			h, err = a.GetHealth(ctx, &agentv1.GetHealthRequest{})

@@ -27,9 +27,9 @@ type Options struct {
 	// node-lifecycle controller may mark nodes NotReady and evict their
 	// pods. It exists to demonstrate why the wait matters.
 	UnsafeStartControllersBeforeHeartbeats bool
-	// AgentTimeout bounds how long an unreachable agent is retried;
-	// default 2m.
-	AgentTimeout time.Duration
+	// Options are the agent and readiness timeouts (ReadyTimeout also
+	// bounds the waits for etcd quorum and the first write).
+	controlplane.Options
 	// HeartbeatTimeout bounds the wait for kubelet heartbeats after
 	// traffic opens; default 10m.
 	HeartbeatTimeout time.Duration
@@ -38,20 +38,12 @@ type Options struct {
 	// HeartbeatTimeout for the controllers to start without the others;
 	// valid in (0, 1], default (zero) 1: all of them.
 	HeartbeatThreshold float64
-	// ReadyTimeout bounds waits for etcd quorum, kube-apiserver readiness
-	// and the first write; default 5m.
-	ReadyTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
-	if o.AgentTimeout <= 0 {
-		o.AgentTimeout = 2 * time.Minute
-	}
+	o.Options = o.Options.WithDefaults()
 	if o.HeartbeatTimeout <= 0 {
 		o.HeartbeatTimeout = 10 * time.Minute
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 5 * time.Minute
 	}
 	if o.HeartbeatThreshold == 0 {
 		o.HeartbeatThreshold = 1
@@ -79,7 +71,7 @@ type Env struct {
 // NewEnv returns an Env; Close it to drop the agent connections.
 func NewEnv(cfg *config.Cluster, cloud sdk.Provider, kube kubernetes.Interface, snapshots etcdsnap.Store, opts Options) *Env {
 	opts = opts.withDefaults()
-	return &Env{Cluster: controlplane.New(cfg, cloud, kube, controlplane.Options{AgentTimeout: opts.AgentTimeout, ReadyTimeout: opts.ReadyTimeout}), Snapshots: snapshots, Options: opts}
+	return &Env{Cluster: controlplane.New(cfg, cloud, kube, opts.Options), Snapshots: snapshots, Options: opts}
 }
 
 // header stamps a mutating agent request.

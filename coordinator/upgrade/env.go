@@ -22,12 +22,9 @@ import (
 
 // Options tune an upgrade.
 type Options struct {
-	// AgentTimeout bounds how long an unreachable agent is retried;
-	// default 2m.
-	AgentTimeout time.Duration
-	// ReadyTimeout bounds waits for kube-apiserver readiness and load
-	// balancer health; default 5m.
-	ReadyTimeout time.Duration
+	// Options are the agent and readiness timeouts (ReadyTimeout also
+	// bounds the waits for load balancer health).
+	controlplane.Options
 	// CatchUpTimeout bounds the wait for a learner to catch up with the
 	// leader; default 10m.
 	CatchUpTimeout time.Duration
@@ -39,12 +36,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.AgentTimeout <= 0 {
-		o.AgentTimeout = 2 * time.Minute
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 5 * time.Minute
-	}
+	o.Options = o.Options.WithDefaults()
 	if o.CatchUpTimeout <= 0 {
 		o.CatchUpTimeout = 10 * time.Minute
 	}
@@ -64,7 +56,7 @@ type Env struct {
 // NewEnv returns an Env; Close it to drop the agent connections.
 func NewEnv(cfg *config.Cluster, cloud sdk.Provider, kube kubernetes.Interface, opts Options) *Env {
 	opts = opts.withDefaults()
-	return &Env{Cluster: controlplane.New(cfg, cloud, kube, controlplane.Options{AgentTimeout: opts.AgentTimeout, ReadyTimeout: opts.ReadyTimeout}), Options: opts}
+	return &Env{Cluster: controlplane.New(cfg, cloud, kube, opts.Options), Options: opts}
 }
 
 // header stamps a mutating agent request.
