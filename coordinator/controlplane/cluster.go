@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/triad-k8s/triad/agent/bootdata"
@@ -201,20 +202,65 @@ func (c *Cluster) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.Get
 	return st, err
 }
 
+// Info is the agent's GetInfo: its cluster, node, versions, kubeconfigs.
+func (c *Cluster) Info(ctx context.Context, endpoint string) (*agentv1.GetInfoResponse, error) {
+	var info *agentv1.GetInfoResponse
+	err := c.CallAgent(ctx, endpoint, "get info", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+		info, err = a.GetInfo(ctx, &agentv1.GetInfoRequest{})
+		return err
+	})
+	return info, err
+}
+
+// Health is the node's health as its agent reports it.
+func (c *Cluster) Health(ctx context.Context, endpoint string) (*agentv1.NodeHealth, error) {
+	var h *agentv1.GetHealthResponse
+	err := c.CallAgent(ctx, endpoint, "health", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+		h, err = a.GetHealth(ctx, &agentv1.GetHealthRequest{})
+		return err
+	})
+	return h.GetHealth(), err
+}
+
+// SetGate opens or closes the node's gate, the load balancers' health
+// check.
+func (c *Cluster) SetGate(ctx context.Context, endpoint string, h *agentv1.RequestHeader, open bool) error {
+	return c.CallAgent(ctx, endpoint, fmt.Sprintf("set gate open=%v", open), func(ctx context.Context, a agentv1.AgentServiceClient) error {
+		_, err := a.SetGate(ctx, &agentv1.SetGateRequest{Header: h, Open: open})
+		return err
+	})
+}
+
+// StartPods starts the named static pods and waits up to ReadyTimeout for
+// them to be ready (runningOnly: running; an etcd learner is never ready).
+func (c *Cluster) StartPods(ctx context.Context, endpoint string, h *agentv1.RequestHeader, names []string, runningOnly bool) error {
+	return c.CallAgent(ctx, endpoint, "start "+strings.Join(names, ", "), func(ctx context.Context, a agentv1.AgentServiceClient) error {
+		_, err := a.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: h, Names: names, RunningOnly: runningOnly, Timeout: durationpb.New(c.opts.WithDefaults().ReadyTimeout)})
+		return err
+	})
+}
+
+// StopTimeout bounds how long a static pod is given to stop.
+const StopTimeout = 2 * time.Minute
+
+// StopPods stops the named static pods, each within StopTimeout.
+func (c *Cluster) StopPods(ctx context.Context, endpoint string, h *agentv1.RequestHeader, names []string) error {
+	return c.CallAgent(ctx, endpoint, "stop "+strings.Join(names, ", "), func(ctx context.Context, a agentv1.AgentServiceClient) error {
+		_, err := a.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: h, Names: names, Timeout: durationpb.New(StopTimeout)})
+		return err
+	})
+}
+
 // WaitAPIServerReady waits up to ReadyTimeout for the agent at endpoint to
 // report its kube-apiserver ready.
 func (c *Cluster) WaitAPIServerReady(ctx context.Context, endpoint string) error {
 	return Poll(ctx, c.opts.WithDefaults().ReadyTimeout, time.Second, "kube-apiserver ready on "+endpoint, func() (bool, error) {
-		var h *agentv1.GetHealthResponse
-		err := c.CallAgent(ctx, endpoint, "health", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
-			h, err = a.GetHealth(ctx, &agentv1.GetHealthRequest{})
-			return err
-		})
+		h, err := c.Health(ctx, endpoint)
 		if err != nil {
 			return false, err
 		}
-		if !h.GetHealth().GetApiserverReady() {
-			return false, errors.New(strings.Join(h.GetHealth().GetProblems(), "; "))
+		if !h.GetApiserverReady() {
+			return false, errors.New(strings.Join(h.GetProblems(), "; "))
 		}
 		return true, nil
 	})

@@ -25,10 +25,7 @@ import (
 func (e *Env) openTraffic(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	if err := controlplane.Parallel(s.Nodes, func(n controlplane.Node) error {
-		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "open gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-			_, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: true})
-			return err
-		})
+		return e.SetGate(ctx, e.AgentEndpoint(n.PrivateIP), header(op), true)
 	}); err != nil {
 		return err
 	}

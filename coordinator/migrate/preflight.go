@@ -87,11 +87,8 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	s.CloudAdvice = controlplane.CloudAdvice{DrainDelay: info.RecommendedDrainDelay, APIServerShutdownDelay: info.RecommendedAPIServerShutdownDelay}
 
 	endpoint := e.originalAgent(s)
-	var agentInfo *agentv1.GetInfoResponse
-	if err := e.CallAgent(ctx, endpoint, "get info", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
-		agentInfo, err = c.GetInfo(ctx, &agentv1.GetInfoRequest{})
-		return err
-	}); err != nil {
+	agentInfo, err := e.Info(ctx, endpoint)
+	if err != nil {
 		return fmt.Errorf("agent of %s unreachable: %w", inst.ID, err)
 	}
 	if agentInfo.GetCluster() != s.Cluster {

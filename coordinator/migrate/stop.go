@@ -7,8 +7,6 @@ import (
 	"io"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-
 	"github.com/triad-k8s/triad/agent/etcdsnap"
 	"github.com/triad-k8s/triad/cloudplugins/sdk"
 	"github.com/triad-k8s/triad/coordinator/controlplane"
@@ -21,10 +19,7 @@ import (
 func (e *Env) stopControlPlane(ctx context.Context, op *engine.Op[State]) error {
 	s := op.State
 	stop := func(names ...string) error {
-		return e.CallAgent(ctx, e.originalAgent(s), "stop static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-			_, err := c.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(2 * time.Minute)})
-			return err
-		})
+		return e.StopPods(ctx, e.originalAgent(s), header(op), names)
 	}
 	// The controllers first, while kube-apiserver still answers: they
 	// release their leader leases and exit at once, where without an
@@ -63,10 +58,7 @@ func (e *Env) revisionStable(ctx context.Context, op *engine.Op[State]) error {
 }
 
 func (e *Env) startPods(ctx context.Context, op *engine.Op[State], endpoint string, names []string) error {
-	return e.CallAgent(ctx, endpoint, "start static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-		_, err := c.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(e.Options.ReadyTimeout)})
-		return err
-	})
+	return e.StartPods(ctx, endpoint, header(op), names, false)
 }
 
 // startOriginalPods brings the original node back: its VM is started if it
@@ -132,10 +124,7 @@ func (e *Env) stopVM(ctx context.Context, op *engine.Op[State]) error {
 	if inst.State == sdk.InstanceRunning {
 		// etcd first, cleanly, through the agent: the disk snapshot must
 		// hold a closed database.
-		if err := e.CallAgent(ctx, e.originalAgent(s), "stop etcd", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-			_, err := c.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: header(op), Names: []string{"etcd"}, Timeout: durationpb.New(2 * time.Minute)})
-			return err
-		}); err != nil {
+		if err := e.StopPods(ctx, e.originalAgent(s), header(op), []string{"etcd"}); err != nil {
 			return err
 		}
 		if _, err := controlplane.CloudRetry(ctx, "stop instance", func() (sdk.Instance, error) { return e.Cloud.StopInstance(ctx, s.Original.InstanceID) }); err != nil {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -72,22 +71,14 @@ func (e *Env) agentDo(ctx context.Context, n controlplane.Node, what string, f f
 }
 
 func (e *Env) setGate(ctx context.Context, op *engine.Op[State], n controlplane.Node, open bool) error {
-	return e.agentDo(ctx, n, "set gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-		_, err := c.SetGate(ctx, &agentv1.SetGateRequest{Header: header(op), Open: open})
-		return err
-	})
+	return e.SetGate(ctx, e.endpoint(n), header(op), open)
 }
 
 func (e *Env) pods(ctx context.Context, op *engine.Op[State], n controlplane.Node, start bool, names ...string) error {
-	return e.agentDo(ctx, n, "static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-		var err error
-		if start {
-			_, err = c.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(e.Options.ReadyTimeout)})
-		} else {
-			_, err = c.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: header(op), Names: names, Timeout: durationpb.New(2 * time.Minute)})
-		}
-		return err
-	})
+	if start {
+		return e.StartPods(ctx, e.endpoint(n), header(op), names, false)
+	}
+	return e.StopPods(ctx, e.endpoint(n), header(op), names)
 }
 
 // clusterHealthy checks the cluster-level preconditions over the nodes
@@ -98,14 +89,10 @@ func (e *Env) clusterHealthy(ctx context.Context, nodes []controlplane.Node) (ma
 	view := e.Etcd(ctx, nodes)
 	problems := view.Problems(len(nodes))
 	for _, n := range nodes {
-		var h *agentv1.GetHealthResponse
-		if err := e.agentDo(ctx, n, "health", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
-			h, err = c.GetHealth(ctx, &agentv1.GetHealthRequest{})
-			return err
-		}); err != nil {
+		if h, err := e.Health(ctx, e.endpoint(n)); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", n.Name, err))
-		} else if !h.GetHealth().GetApiserverReady() {
-			problems = append(problems, n.Name+": kube-apiserver not ready: "+strings.Join(h.GetHealth().GetProblems(), "; "))
+		} else if !h.GetApiserverReady() {
+			problems = append(problems, n.Name+": kube-apiserver not ready: "+strings.Join(h.GetProblems(), "; "))
 		}
 	}
 	if len(problems) > 0 {

@@ -200,10 +200,7 @@ func (e *Env) join(ctx context.Context, op *engine.Op[State], at int) error {
 		}
 		// A learner never passes etcd's /readyz: wait for it to run only;
 		// promote checks it caught up.
-		if err := e.agentDo(ctx, nu.New, "start etcd", func(ctx context.Context, c agentv1.AgentServiceClient) error {
-			_, err := c.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: header(op), Names: []string{"etcd"}, RunningOnly: true, Timeout: durationpb.New(e.Options.ReadyTimeout)})
-			return err
-		}); err != nil {
+		if err := e.StartPods(ctx, e.endpoint(nu.New), header(op), []string{"etcd"}, true); err != nil {
 			return err
 		}
 	}
@@ -223,11 +220,8 @@ func (e *Env) checkKubeconfigs(ctx context.Context, op *engine.Op[State], n cont
 		return err
 	}
 	p := s.kubeconfigPolicy(n.PrivateIP, endpoint)
-	var info *agentv1.GetInfoResponse
-	if err := e.agentDo(ctx, n, "get info", func(ctx context.Context, c agentv1.AgentServiceClient) (err error) {
-		info, err = c.GetInfo(ctx, &agentv1.GetInfoRequest{})
-		return err
-	}); err != nil {
+	info, err := e.Info(ctx, e.endpoint(n))
+	if err != nil {
 		return fmt.Errorf("reading the kubeconfigs of %s: %w", n.Name, err)
 	}
 	check, err := controlplane.CheckKubeconfigs(info.GetKubeconfigs(), p)
