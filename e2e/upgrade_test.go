@@ -343,8 +343,8 @@ func TestUpgrade(t *testing.T) {
 		t.Logf("  KNOWN LIMITATION, dropped at an etcd leader hand-over: %s", f)
 	}
 	if len(other) != 0 {
-		t.Errorf("%d requests through the load balancers failed: %v", len(other), other)
 		c.logConnections(t, report.Failures)
+		t.Errorf("%d requests through the load balancers failed: %v", len(other), other)
 	}
 	t.Logf("etcd quorum: %d samples, %d without quorum", q.samples, len(q.lost))
 	if q.samples < 20 || len(q.lost) != 0 {

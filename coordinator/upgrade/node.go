@@ -277,7 +277,7 @@ func (e *Env) unjoin(ctx context.Context, op *engine.Op[State], at int) error {
 	// The new VM: by its journaled id, and by its name under the
 	// operation's labels (created just before a crash, never journaled).
 	name := replacementName(nu.Old.Name, op.Record.ID)
-	insts, err := e.Cloud.ListInstances(ctx, s.labels(op.Record.ID))
+	insts, err := controlplane.CloudRetry(ctx, "list instances", func() ([]sdk.Instance, error) { return e.Cloud.ListInstances(ctx, s.labels(op.Record.ID)) })
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func (e *Env) unjoin(ctx context.Context, op *engine.Op[State], at int) error {
 		}
 	}
 	for _, id := range ids {
-		if err := e.Cloud.DeleteInstance(ctx, id); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		if err := e.deleteInstance(ctx, id); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			return fmt.Errorf("deleting instance %s: %w", id, err)
 		}
 		op.Logf("instance %s (%s) deleted", id, name)
@@ -484,7 +484,7 @@ func (e *Env) switchNode(ctx context.Context, op *engine.Op[State], at int) erro
 	}); err != nil {
 		return err
 	}
-	if err := e.Cloud.DeleteInstance(ctx, nu.Old.InstanceID); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+	if err := e.deleteInstance(ctx, nu.Old.InstanceID); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return fmt.Errorf("deleting %s: %w", nu.Old.InstanceID, err)
 	}
 	if err := e.agentDo(ctx, nu.New, "commit", func(ctx context.Context, c agentv1.AgentServiceClient) error {
@@ -572,7 +572,7 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 		return err
 	}
 	for _, n := range nodes {
-		in, err := e.Cloud.GetInstance(ctx, n.InstanceID)
+		in, err := controlplane.CloudRetry(ctx, "get instance", func() (sdk.Instance, error) { return e.Cloud.GetInstance(ctx, n.InstanceID) })
 		if err != nil {
 			return err
 		}
@@ -589,4 +589,11 @@ func (e *Env) postflight(ctx context.Context, op *engine.Op[State]) error {
 	}
 	op.Logf("%d healthy voting members, every node on %s behind both load balancers; the control-plane Nodes are exactly %s, all Ready", len(nodes), s.Image, strings.Join(names, ", "))
 	return nil
+}
+
+// deleteInstance deletes instance id, retried while the cloud is
+// unavailable.
+func (e *Env) deleteInstance(ctx context.Context, id string) error {
+	_, err := controlplane.CloudRetry(ctx, "delete instance "+id, func() (struct{}, error) { return struct{}{}, e.Cloud.DeleteInstance(ctx, id) })
+	return err
 }

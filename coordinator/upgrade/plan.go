@@ -66,9 +66,9 @@ func Plan(e *Env) engine.Plan[State] {
 				UndoSummary: "nothing (the member and VM go with the join's undo)",
 				Do:          func(ctx context.Context, op *engine.Op[State]) error { return e.promote(ctx, op, at) }},
 			engine.Step[State]{Name: StepSwitch(i),
-				Summary: "add the new node to both load balancers and open its gate; stop the old node's control plane (graceful); remove its etcd member; take it out of the load balancers; delete the old VM",
+				Summary: "add the new node to both load balancers and open its gate; stop the old node's control plane (graceful); remove its etcd member; take it out of the load balancers; delete the old VM; delete the old etcd data kept aside on the new node",
 				Touches: func(s *State) []string {
-					return []string{"load balancers " + s.InternalLB + ", " + s.PublicLB, "etcd membership (old member removed)", "instance " + node(s) + " (deleted)"}
+					return []string{"load balancers " + s.InternalLB + ", " + s.PublicLB, "etcd membership (old member removed)", "instance " + node(s) + " (deleted)", "the old etcd data kept aside on the new node (deleted)"}
 				},
 				UndoSummary: "before the old member's removal: take the new node out of the load balancers and restart the old node's control plane; after it: finish the switch (the old node cannot come back)",
 				Do:          func(ctx context.Context, op *engine.Op[State]) error { return e.switchNode(ctx, op, at) },
@@ -76,8 +76,8 @@ func Plan(e *Env) engine.Plan[State] {
 		)
 	}
 	steps = append(steps, engine.Step[State]{Name: StepPostflight,
-		Summary: "3 healthy voting members, every node on the image and serving behind both load balancers; delete the old etcd data kept aside on the new nodes",
-		Touches: func(s *State) []string { return []string{"old etcd data directories on the new nodes (deleted)"} },
+		Summary: "3 healthy voting members, every node on the image and serving behind both load balancers; the control-plane Nodes are exactly the new ones, all Ready",
+		Touches: func(s *State) []string { return []string{"reads only: agents, etcd status, load balancers, instances, Nodes"} },
 		Do:      e.postflight})
 	return engine.Plan[State]{Kind: Kind, Steps: steps}
 }

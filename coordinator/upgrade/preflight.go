@@ -86,7 +86,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	info, err := e.Cloud.PluginInfo(ctx)
+	info, err := controlplane.CloudRetry(ctx, "plugin info", func() (sdk.PluginInfo, error) { return e.Cloud.PluginInfo(ctx) })
 	if err != nil {
 		return err
 	}
