@@ -101,6 +101,9 @@ type Options struct {
 	// ReadyTimeout bounds the wait for a kube-apiserver to be ready;
 	// default 5m.
 	ReadyTimeout time.Duration
+	// CallTimeout bounds one attempt of an agent call that only reads;
+	// default DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 // WithDefaults fills in the defaults of the options left zero.
@@ -110,6 +113,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 5 * time.Minute
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
 	}
 	return o
 }
@@ -141,6 +147,9 @@ func (c *Cluster) Close() {
 	c.agents = map[string]*agentclient.Client{}
 }
 
+// CallTimeout bounds one attempt of an agent call that only reads.
+func (c *Cluster) CallTimeout() time.Duration { return c.opts.WithDefaults().CallTimeout }
+
 // AgentEndpoint is the agent's address on the node with private address ip.
 func (c *Cluster) AgentEndpoint(ip string) string {
 	return net.JoinHostPort(ip, strconv.Itoa(c.Config.Agent.Port))
@@ -163,17 +172,35 @@ func (c *Cluster) agent(endpoint string) (*agentclient.Client, error) {
 	return a, nil
 }
 
+// DefaultCallTimeout bounds one attempt of an agent call that only reads (info,
+// health, etcd status, static pods, the gate): an agent that stopped
+// answering (a VM that lost power, a network that drops everything) fails
+// the attempt instead of holding the operation, and the attempt is retried
+// like an unreachable agent.
+const DefaultCallTimeout = 20 * time.Second
+
 // CallAgent runs f against the agent at endpoint, retrying while the agent
-// is unreachable (a restarting agent or a booting VM) for up to
-// AgentTimeout. A stale epoch becomes engine.ErrFenced.
+// is unreachable (a restarting agent, a booting VM) for up to AgentTimeout.
+// A stale epoch becomes engine.ErrFenced. An attempt has no deadline of
+// its own beyond ctx's: the mutating calls (restore, membership,
+// certificates) must not be cut half-way, as a cut call may have acted.
+// Calls that only read go through CallAgentWithin and CallTimeout.
 func (c *Cluster) CallAgent(ctx context.Context, endpoint, what string, f func(context.Context, agentv1.AgentServiceClient) error) error {
+	return c.CallAgentWithin(ctx, endpoint, what, 0, f)
+}
+
+// CallAgentWithin is CallAgent with each attempt bounded by perCall (0:
+// unbounded); an attempt that runs out of it is retried like an
+// unreachable agent. For calls that are safe to cut: reads, and calls the
+// agent itself bounds (static pods starting or stopping).
+func (c *Cluster) CallAgentWithin(ctx context.Context, endpoint, what string, perCall time.Duration, f func(context.Context, agentv1.AgentServiceClient) error) error {
 	a, err := c.agent(endpoint)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(c.opts.WithDefaults().AgentTimeout)
-	for attempt := 1; ; attempt++ {
-		err = f(ctx, a)
+	for n := 1; ; n++ {
+		err = attempt(ctx, perCall, func(ctx context.Context) error { return f(ctx, a) })
 		if err == nil {
 			return nil
 		}
@@ -181,21 +208,37 @@ func (c *Cluster) CallAgent(ctx context.Context, endpoint, what string, f func(c
 		if agentclient.Fenced(err) {
 			return fmt.Errorf("agent %s, %s: %w: %s", endpoint, what, engine.ErrFenced, st.Message())
 		}
-		if st.Code() != codes.Unavailable || time.Now().After(deadline) || ctx.Err() != nil {
+		// The attempt's own deadline, not the caller's: the agent did not
+		// answer in time.
+		unanswered := st.Code() == codes.DeadlineExceeded && ctx.Err() == nil
+		if st.Code() != codes.Unavailable && !unanswered || time.Now().After(deadline) || ctx.Err() != nil {
+			if unanswered {
+				return fmt.Errorf("agent %s, %s: no answer within %s: %w", endpoint, what, perCall, err)
+			}
 			return fmt.Errorf("agent %s, %s: %w", endpoint, what, err)
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("agent %s, %s: %w", endpoint, what, ctx.Err())
-		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 3*time.Second)):
+		case <-time.After(min(time.Duration(n)*500*time.Millisecond, 3*time.Second)):
 		}
 	}
+}
+
+// attempt runs f within perCall (0: within ctx alone).
+func attempt(ctx context.Context, perCall time.Duration, f func(context.Context) error) error {
+	if perCall <= 0 {
+		return f(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, perCall)
+	defer cancel()
+	return f(ctx)
 }
 
 // EtcdStatus is etcd as the agent at endpoint sees it.
 func (c *Cluster) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.GetEtcdStatusResponse, error) {
 	var st *agentv1.GetEtcdStatusResponse
-	err := c.CallAgent(ctx, endpoint, "etcd status", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+	err := c.CallAgentWithin(ctx, endpoint, "etcd status", c.CallTimeout(), func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
 		st, err = a.GetEtcdStatus(ctx, &agentv1.GetEtcdStatusRequest{})
 		return err
 	})
@@ -205,7 +248,7 @@ func (c *Cluster) EtcdStatus(ctx context.Context, endpoint string) (*agentv1.Get
 // Info is the agent's GetInfo: its cluster, node, versions, kubeconfigs.
 func (c *Cluster) Info(ctx context.Context, endpoint string) (*agentv1.GetInfoResponse, error) {
 	var info *agentv1.GetInfoResponse
-	err := c.CallAgent(ctx, endpoint, "get info", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+	err := c.CallAgentWithin(ctx, endpoint, "get info", c.CallTimeout(), func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
 		info, err = a.GetInfo(ctx, &agentv1.GetInfoRequest{})
 		return err
 	})
@@ -215,7 +258,7 @@ func (c *Cluster) Info(ctx context.Context, endpoint string) (*agentv1.GetInfoRe
 // Health is the node's health as its agent reports it.
 func (c *Cluster) Health(ctx context.Context, endpoint string) (*agentv1.NodeHealth, error) {
 	var h *agentv1.GetHealthResponse
-	err := c.CallAgent(ctx, endpoint, "health", func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
+	err := c.CallAgentWithin(ctx, endpoint, "health", c.CallTimeout(), func(ctx context.Context, a agentv1.AgentServiceClient) (err error) {
 		h, err = a.GetHealth(ctx, &agentv1.GetHealthRequest{})
 		return err
 	})
@@ -234,8 +277,9 @@ func (c *Cluster) SetGate(ctx context.Context, endpoint string, h *agentv1.Reque
 // StartPods starts the named static pods and waits up to ReadyTimeout for
 // them to be ready (runningOnly: running; an etcd learner is never ready).
 func (c *Cluster) StartPods(ctx context.Context, endpoint string, h *agentv1.RequestHeader, names []string, runningOnly bool) error {
-	return c.CallAgent(ctx, endpoint, "start "+strings.Join(names, ", "), func(ctx context.Context, a agentv1.AgentServiceClient) error {
-		_, err := a.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: h, Names: names, RunningOnly: runningOnly, Timeout: durationpb.New(c.opts.WithDefaults().ReadyTimeout)})
+	ready := c.opts.WithDefaults().ReadyTimeout
+	return c.CallAgentWithin(ctx, endpoint, "start "+strings.Join(names, ", "), ready+c.CallTimeout(), func(ctx context.Context, a agentv1.AgentServiceClient) error {
+		_, err := a.StartStaticPods(ctx, &agentv1.StartStaticPodsRequest{Header: h, Names: names, RunningOnly: runningOnly, Timeout: durationpb.New(ready)})
 		return err
 	})
 }
@@ -245,7 +289,7 @@ const StopTimeout = 2 * time.Minute
 
 // StopPods stops the named static pods, each within StopTimeout.
 func (c *Cluster) StopPods(ctx context.Context, endpoint string, h *agentv1.RequestHeader, names []string) error {
-	return c.CallAgent(ctx, endpoint, "stop "+strings.Join(names, ", "), func(ctx context.Context, a agentv1.AgentServiceClient) error {
+	return c.CallAgentWithin(ctx, endpoint, "stop "+strings.Join(names, ", "), StopTimeout+c.CallTimeout(), func(ctx context.Context, a agentv1.AgentServiceClient) error {
 		_, err := a.StopStaticPods(ctx, &agentv1.StopStaticPodsRequest{Header: h, Names: names, Timeout: durationpb.New(StopTimeout)})
 		return err
 	})

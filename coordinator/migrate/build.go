@@ -68,7 +68,7 @@ func zoneSuffix(zone string, i int) string {
 // vmsHeld checks each new node's agent answers and holds every static pod.
 func (e *Env) vmsHeld(ctx context.Context, op *engine.Op[State]) error {
 	return controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
-		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgentWithin(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", e.CallTimeout(), func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			info, err := c.GetInfo(ctx, &agentv1.GetInfoRequest{})
 			if err != nil {
 				return err
@@ -313,7 +313,7 @@ func (e *Env) upload(ctx context.Context, op *engine.Op[State], c agentv1.AgentS
 
 func (e *Env) gatesClosed(ctx context.Context, op *engine.Op[State]) error {
 	return controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
-		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "get gate", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgentWithin(ctx, e.AgentEndpoint(n.PrivateIP), "get gate", e.CallTimeout(), func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			g, err := c.GetGate(ctx, &agentv1.GetGateRequest{})
 			if err != nil {
 				return err

@@ -273,7 +273,7 @@ func (e *Env) startControllers(ctx context.Context, op *engine.Op[State]) error 
 
 func (e *Env) allPodsRunning(ctx context.Context, op *engine.Op[State]) error {
 	return controlplane.Parallel(op.State.Nodes, func(n controlplane.Node) error {
-		return e.CallAgent(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+		return e.CallAgentWithin(ctx, e.AgentEndpoint(n.PrivateIP), "list static pods", e.CallTimeout(), func(ctx context.Context, c agentv1.AgentServiceClient) error {
 			return podsIn(ctx, c, agentv1.StaticPodState_STATIC_POD_STATE_RUNNING, "")
 		})
 	})

@@ -102,7 +102,7 @@ func (e *Env) preflight(ctx context.Context, op *engine.Op[State]) error {
 	}
 	var health *agentv1.NodeHealth
 	var EtcdStatus *agentv1.GetEtcdStatusResponse
-	if err := e.CallAgent(ctx, endpoint, "health", func(ctx context.Context, c agentv1.AgentServiceClient) error {
+	if err := e.CallAgentWithin(ctx, endpoint, "health", e.CallTimeout(), func(ctx context.Context, c agentv1.AgentServiceClient) error {
 		h, err := c.GetHealth(ctx, &agentv1.GetHealthRequest{})
 		if err != nil {
 			return err

@@ -77,7 +77,9 @@ func Plan(e *Env) engine.Plan[State] {
 	}
 	steps = append(steps, engine.Step[State]{Name: StepPostflight,
 		Summary: "3 healthy voting members, every node on the image and serving behind both load balancers; the control-plane Nodes are exactly the new ones, all Ready",
-		Touches: func(s *State) []string { return []string{"reads only: agents, etcd status, load balancers, instances, Nodes"} },
-		Do:      e.postflight})
+		Touches: func(s *State) []string {
+			return []string{"reads only: agents, etcd status, load balancers, instances, Nodes"}
+		},
+		Do: e.postflight})
 	return engine.Plan[State]{Kind: Kind, Steps: steps}
 }
